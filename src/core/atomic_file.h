@@ -1,0 +1,55 @@
+// An output file that appears under its final name only when complete:
+// written to a temporary file in the same folder, fsynced, then renamed.
+// If commit() is never reached (error, exception) the temporary is removed,
+// so an interrupted run never leaves a half file under the final name.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace medquant::core {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string final_path);
+  ~AtomicFile();  // removes the temporary unless committed
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t size);
+  void write(std::span<const uint8_t> bytes) { write(bytes.data(), bytes.size()); }
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  void write_zeros(size_t count);
+  // Writes at an absolute offset without moving the sequential position
+  // (safe to call from several threads on disjoint ranges).
+  void write_at(uint64_t offset, const void* data, size_t size);
+  uint64_t position() const { return position_ + buffer_.size(); }
+
+  // Flushes, fsyncs, renames to the final path and fsyncs the folder.
+  void commit();
+
+  const std::string& final_path() const { return final_path_; }
+  const std::string& temp_path() const { return temp_path_; }
+
+ private:
+  void flush_buffer();
+
+  std::string final_path_;
+  std::string temp_path_;
+  int fd_ = -1;
+  uint64_t position_ = 0;  // bytes written to fd_ so far (sequential part)
+  std::vector<uint8_t> buffer_;
+  bool committed_ = false;
+};
+
+// Writes a whole small file atomically.
+void write_file_atomic(const std::string& path, std::string_view contents);
+
+// Reads a whole small file into a string; throws Error naming the path.
+std::string read_text_file(const std::string& path);
+
+}  // namespace medquant::core
