@@ -9,7 +9,7 @@ struct Info {
   std::string_view name;
   size_t size;
 };
-constexpr std::array<Info, 10> kInfos = {{
+constexpr std::array<Info, 15> kInfos = {{
     {DType::F32, "f32", 4},
     {DType::F16, "f16", 2},
     {DType::BF16, "bf16", 2},
@@ -20,7 +20,18 @@ constexpr std::array<Info, 10> kInfos = {{
     {DType::I32, "i32", 4},
     {DType::I64, "i64", 8},
     {DType::Bool, "bool", 1},
+    {DType::U16, "u16", 2},
+    {DType::U32, "u32", 4},
+    {DType::U64, "u64", 8},
+    {DType::F8E4M3, "f8_e4m3", 1},
+    {DType::F8E5M2, "f8_e5m2", 1},
 }};
+// dtype_size/dtype_name index kInfos by the enum value.
+static_assert([] {
+  for (size_t i = 0; i < kInfos.size(); ++i)
+    if (static_cast<size_t>(kInfos[i].type) != i) return false;
+  return true;
+}());
 }  // namespace
 
 size_t dtype_size(DType t) { return kInfos[static_cast<size_t>(t)].size; }
