@@ -1,0 +1,23 @@
+// AVX2 search kernels: 8 sub-blocks per vector (see kernels_simd.inc).
+#include <cstdint>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define MQ_W 8
+namespace medquant::quant::detail::avx2 {
+#include "quant/kernels_simd.inc"
+}  // namespace medquant::quant::detail::avx2
+#undef MQ_W
+#pragma GCC pop_options
+
+namespace medquant::quant::detail {
+
+const SearchKernels* avx2_kernels() {
+  static const SearchKernels k{avx2::qkx_simd, avx2::qx_simd, avx2::q3_simd, "avx2"};
+  return __builtin_cpu_supports("avx2") ? &k : nullptr;
+}
+
+}  // namespace medquant::quant::detail
