@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "core/half.h"
 
@@ -122,7 +123,16 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
-// Row codecs, reference (portable) versions. n is a multiple of the block
+// Per-thread scratch for one row of n values: n weights, n quants and a few
+// floats per sub-block of `sub` values. Reused across rows.
+struct RowScratch {
+  std::vector<float> weights;
+  std::vector<uint8_t> L;
+  std::vector<float> scales, mins, sw;
+};
+RowScratch& row_scratch(int64_t n, int sub);
+
+// Row codecs. n is a multiple of the block
 // size; imatrix may be null. Each quantizes one row.
 void quantize_row_q4_0(const float* x, void* y, int64_t n, const float* imatrix);
 void quantize_row_q4_1(const float* x, void* y, int64_t n, const float* imatrix);

@@ -9,7 +9,6 @@
 // sub-block searches don't depend on each other.
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "quant/blocks.h"
 #include "quant/kernels.h"
@@ -17,31 +16,6 @@
 namespace medquant::quant::detail {
 
 namespace {
-
-// Per-thread scratch reused across rows (a row of n values needs n bytes of
-// L, n floats of weights and a few floats per sub-block).
-struct Scratch {
-  std::vector<float> weights;
-  std::vector<uint8_t> L;
-  std::vector<float> scales, mins, sw;
-  void reserve(int64_t n, int sub) {
-    if (static_cast<int64_t>(weights.size()) < n) {
-      weights.resize(n);
-      L.resize(n);
-    }
-    const int64_t ns = n / sub;
-    if (static_cast<int64_t>(scales.size()) < ns) {
-      scales.resize(ns);
-      mins.resize(ns);
-      sw.resize(ns);
-    }
-  }
-};
-Scratch& scratch(int64_t n, int sub) {
-  thread_local Scratch s;
-  s.reserve(n, sub);
-  return s;
-}
 
 void pack_2bit(const uint8_t* L, uint8_t* qs) {
   for (int j = 0; j < kQK; j += 128) {
@@ -53,16 +27,12 @@ void pack_2bit(const uint8_t* L, uint8_t* qs) {
 
 // Q2_K tail shared by both paths: requantize with the stored scales, pack.
 void requantize_pack_q2_K(const float* x, BlockQ2K* y, uint8_t* L) {
+  float d[kQK / 16], dm[kQK / 16];
   for (int j = 0; j < kQK / 16; ++j) {
-    const float d = from_half(y->d) * (y->scales[j] & 0xF);
-    if (!d) continue;
-    const float dm = from_half(y->dmin) * (y->scales[j] >> 4);
-    for (int ii = 0; ii < 16; ++ii) {
-      int l = nearest_int((x[16 * j + ii] + dm) / d);
-      l = qmax(0, qmin(3, l));
-      L[16 * j + ii] = l;
-    }
+    d[j] = from_half(y->d) * (y->scales[j] & 0xF);
+    dm[j] = from_half(y->dmin) * (y->scales[j] >> 4);
   }
+  kernels().requant(16, kQK / 16, x, d, dm, 0, 3, 0, L);
   pack_2bit(L, y->qs);
 }
 
@@ -77,34 +47,25 @@ void set_scale_q3_K(uint8_t* scales, int j, int l) {
 }
 
 // Q3_K tail shared by both paths. L holds values 0..7 (signed quant + 4).
-void requantize_pack_q3_K(const float* x, BlockQ3K* y, int8_t* L) {
+void requantize_pack_q3_K(const float* x, BlockQ3K* y, uint8_t* L) {
+  float d[kQK / 16];
   for (int j = 0; j < kQK / 16; ++j) {
     int8_t sc = j < 8 ? y->scales[j] & 0xF : y->scales[j - 8] >> 4;
     sc = (sc | (((y->scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-    float d = from_half(y->d) * sc;
-    if (!d) continue;
-    for (int ii = 0; ii < 16; ++ii) {
-      int l = nearest_int(x[16 * j + ii] / d);
-      l = qmax(-4, qmin(3, l));
-      L[16 * j + ii] = l + 4;
-    }
+    d[j] = from_half(y->d) * sc;
   }
-  std::memset(y->hmask, 0, kQK / 8);
+  kernels().requant(16, kQK / 16, x, d, nullptr, -4, 3, 4, L);
   // The high bit of values 0..31 goes to bit 0 of hmask[0..31], of 32..63 to
   // bit 1, and so on.
-  int m = 0;
-  uint8_t hm = 1;
-  for (int j = 0; j < kQK; ++j) {
-    if (L[j] > 3) {
-      y->hmask[m] |= hm;
-      L[j] -= 4;
-    }
-    if (++m == kQK / 8) {
-      m = 0;
-      hm <<= 1;
+  std::memset(y->hmask, 0, kQK / 8);
+  for (int k = 0; k < 8; ++k) {
+    for (int m = 0; m < 32; ++m) {
+      const uint8_t high = L[32 * k + m] > 3;
+      y->hmask[m] |= high << k;
+      L[32 * k + m] -= 4 * high;
     }
   }
-  pack_2bit(reinterpret_cast<const uint8_t*>(L), y->qs);
+  pack_2bit(L, y->qs);
 }
 
 void set_scale_min_k4(uint8_t* scales, int j, uint8_t ls, uint8_t lm) {
@@ -121,18 +82,14 @@ void set_scale_min_k4(uint8_t* scales, int j, uint8_t ls, uint8_t lm) {
 // Q4_K / Q5_K: requantize each 32-value sub-block with its stored scale/min.
 void requantize_k4(const float* x, uint16_t d16, uint16_t dmin16, const uint8_t* scales, int nmax,
                    uint8_t* L) {
+  float d[kQK / 32], dm[kQK / 32];
   uint8_t sc, m;
   for (int j = 0; j < kQK / 32; ++j) {
     get_scale_min_k4(j, scales, &sc, &m);
-    const float d = from_half(d16) * sc;
-    if (!d) continue;
-    const float dm = from_half(dmin16) * m;
-    for (int ii = 0; ii < 32; ++ii) {
-      int l = nearest_int((x[32 * j + ii] + dm) / d);
-      l = qmax(0, qmin(nmax, l));
-      L[32 * j + ii] = l;
-    }
+    d[j] = from_half(d16) * sc;
+    dm[j] = from_half(dmin16) * m;
   }
+  kernels().requant(32, kQK / 32, x, d, dm, 0, nmax, 0, L);
 }
 
 // Reference tail of Q4_K / Q5_K: the 8 (scale, min) pairs to 6 bits each.
@@ -184,24 +141,13 @@ void pack_q5_K(BlockQ5K* y, const uint8_t* L) {
   uint8_t* qh = y->qh;
   uint8_t* ql = y->qs;
   std::memset(qh, 0, kQK / 8);
-  uint8_t m1 = 1, m2 = 2;
-  for (int n = 0; n < kQK; n += 64) {
+  for (int n = 0; n < kQK / 64; ++n) {
     for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j];
-      if (l1 > 15) {
-        l1 -= 16;
-        qh[j] |= m1;
-      }
-      int l2 = L[n + j + 32];
-      if (l2 > 15) {
-        l2 -= 16;
-        qh[j] |= m2;
-      }
-      ql[j] = l1 | (l2 << 4);
+      const int l1 = L[64 * n + j];
+      const int l2 = L[64 * n + j + 32];
+      qh[j] |= ((l1 > 15) << (2 * n)) | ((l2 > 15) << (2 * n + 1));
+      ql[32 * n + j] = (l1 & 15) | ((l2 & 15) << 4);
     }
-    m1 <<= 2;
-    m2 <<= 2;
-    ql += 32;
   }
 }
 
@@ -231,7 +177,7 @@ void k4_impl_weights(const float* x, const float* qw, float* weights, float* sw)
 template <typename Block, int kNmax>
 void quantize_row_k4(const float* x, Block* y, int64_t n, const float* qw) {
   const int64_t nb = n / kQK;
-  Scratch& s = scratch(n, 32);
+  RowScratch& s = row_scratch(n, 32);
   if (!qw) {
     for (int64_t j = 0; j < n / 32; ++j) k4_ref_weights(x + 32 * j, s.weights.data() + 32 * j);
     // Q4_K searches 21 scales from -1 in steps of 0.1, Q5_K 16 from -0.5.
@@ -266,12 +212,26 @@ void quantize_row_k4(const float* x, Block* y, int64_t n, const float* qw) {
 
 }  // namespace
 
+RowScratch& row_scratch(int64_t n, int sub) {
+  thread_local RowScratch s;
+  if (static_cast<int64_t>(s.weights.size()) < n) {
+    s.weights.resize(n);
+    s.L.resize(n);
+  }
+  if (static_cast<int64_t>(s.scales.size()) < n / sub) {
+    s.scales.resize(n / sub);
+    s.mins.resize(n / sub);
+    s.sw.resize(n / sub);
+  }
+  return s;
+}
+
 // ---- Q2_K
 
 void quantize_row_q2_K(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ2K*>(vy);
   const int64_t nb = n / kQK;
-  Scratch& s = scratch(n, 16);
+  RowScratch& s = row_scratch(n, 16);
   float* weights = s.weights.data();
   if (!qw) {
     for (int64_t j = 0; j < n; ++j) weights[j] = std::fabs(x[j]);
@@ -343,7 +303,7 @@ void quantize_row_q2_K(const float* x, void* vy, int64_t n, const float* qw) {
 void quantize_row_q3_K(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ3K*>(vy);
   const int64_t nb = n / kQK;
-  Scratch& s = scratch(n, 16);
+  RowScratch& s = row_scratch(n, 16);
   auto* L_all = reinterpret_cast<int8_t*>(s.L.data());
   if (!qw) {
     kernels().q3(16, n / 16, 4, x, L_all, s.scales.data());
@@ -397,7 +357,7 @@ void quantize_row_q3_K(const float* x, void* vy, int64_t n, const float* qw) {
       for (int j = 0; j < kQK / 16; ++j) set_scale_q3_K(y[i].scales, j, Ls[j]);
       y[i].d = to_half(d_block);
     }
-    requantize_pack_q3_K(xb, &y[i], L);
+    requantize_pack_q3_K(xb, &y[i], reinterpret_cast<uint8_t*>(L));
   }
 }
 
@@ -416,7 +376,7 @@ void quantize_row_q5_K(const float* x, void* y, int64_t n, const float* qw) {
 void quantize_row_q6_K(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ6K*>(vy);
   const int64_t nb = n / kQK;
-  Scratch& s = scratch(n, 16);
+  RowScratch& s = row_scratch(n, 16);
   auto* L_all = reinterpret_cast<int8_t*>(s.L.data());
   kernels().qx(16, n / 16, 32, x, qw, L_all, s.scales.data());
   for (int64_t i = 0; i < nb; ++i) {
@@ -440,15 +400,9 @@ void quantize_row_q6_K(const float* x, void* vy, int64_t n, const float* qw) {
     float iscale = -128.f / max_scale;
     y[i].d = to_half(1 / iscale);
     for (int ib = 0; ib < kQK / 16; ++ib) y[i].scales[ib] = qmin(127, nearest_int(iscale * scales[ib]));
-    for (int j = 0; j < kQK / 16; ++j) {
-      float d = from_half(y[i].d) * y[i].scales[j];
-      if (!d) continue;
-      for (int ii = 0; ii < 16; ++ii) {
-        int l = nearest_int(xb[16 * j + ii] / d);
-        l = qmax(-32, qmin(31, l));
-        L[16 * j + ii] = l + 32;
-      }
-    }
+    float d[kQK / 16];
+    for (int j = 0; j < kQK / 16; ++j) d[j] = from_half(y[i].d) * y[i].scales[j];
+    kernels().requant(16, kQK / 16, xb, d, nullptr, -32, 31, 32, reinterpret_cast<uint8_t*>(L));
     uint8_t* ql = y[i].ql;
     uint8_t* qh = y[i].qh;
     for (int j = 0; j < kQK; j += 128) {

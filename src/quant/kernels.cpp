@@ -35,7 +35,20 @@ void q3_portable(int n, int64_t nsub, int nmax, const float* x, int8_t* L, float
   for (int64_t s = 0; s < nsub; ++s) scales[s] = make_q3_quants(n, nmax, x + n * s, L + n * s, true);
 }
 
-const SearchKernels kPortable{qkx_portable, qx_portable, q3_portable, "portable"};
+void requant_portable(int n, int nsub, const float* x, const float* d, const float* dm, int lo,
+                      int hi, int offset, uint8_t* L) {
+  for (int j = 0; j < nsub; ++j) {
+    if (!d[j]) continue;
+    for (int i = 0; i < n; ++i) {
+      const float v = x[n * j + i];
+      const int l = nearest_int(dm ? (v + dm[j]) / d[j] : v / d[j]);
+      L[n * j + i] = offset + qmax(lo, qmin(hi, l));
+    }
+  }
+}
+
+const SearchKernels kPortable{qkx_portable, qx_portable, q3_portable, requant_portable,
+                              "portable"};
 
 const SearchKernels* best_kernels() {
   if (const SearchKernels* k = avx512_kernels()) return k;

@@ -25,6 +25,12 @@ struct SearchKernels {
              float* scales);
   // For s in [0, nsub): scales[s] = make_q3_quants(n, nmax, x + n*s, L + n*s, true).
   void (*q3)(int n, int64_t nsub, int nmax, const float* x, int8_t* L, float* scales);
+  // The requantization at the end of every k-quant: for each sub-block j in
+  // [0, nsub) with d[j] != 0 and each i < n, L[n*j + i] = offset +
+  // clamp(nearest_int(dm ? (x[n*j+i] + dm[j]) / d[j] : x[n*j+i] / d[j]), lo, hi).
+  // Sub-blocks with d[j] == 0 keep their L.
+  void (*requant)(int n, int nsub, const float* x, const float* d, const float* dm, int lo,
+                  int hi, int offset, uint8_t* L);
   std::string_view isa;
 };
 

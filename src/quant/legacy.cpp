@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "quant/blocks.h"
+#include "quant/kernels.h"
 
 namespace medquant::quant::detail {
 
@@ -146,100 +147,85 @@ void q8_0_ref(const float* x, BlockQ8_0* y, int64_t k) {
   }
 }
 
-// sigma2 of the importance-matrix paths: the mean square of the whole row.
-float row_sigma2(const float* x, int64_t n) {
+// Importance weights of the imatrix paths; sigma2 is the mean square of the
+// whole row.
+void legacy_weights(const float* x, const float* qw, int64_t n, float* w) {
   float sum_x2 = 0;
   for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
-  return sum_x2 / n;
+  const float sigma2 = sum_x2 / n;
+  for (int64_t j = 0; j < n; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+}
+
+// 32 five-bit quants (0..31) into 16 bytes of low nibbles and 32 high bits.
+void pack_5bit(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    const uint8_t xi0 = L[j];
+    const uint8_t xi1 = L[j + 16];
+    qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+    qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+    qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+  }
+  std::memcpy(qh_bytes, &qh, sizeof(qh));
 }
 
 }  // namespace
 
-void quantize_row_q4_0(const float* x, void* vy, int64_t n, const float* qw_row) {
+// The imatrix paths weigh value j by qw[j] * sqrt(sigma2 + x[j]^2), then
+// search each block's scale; the searches run batched over the whole row.
+void quantize_row_q4_0(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ4_0*>(vy);
-  if (!qw_row) return q4_0_ref(x, y, n);
-  float weight[kQK32];
-  int8_t L[kQK32];
-  const float sigma2 = row_sigma2(x, n);
-  const int64_t nb = n / kQK32;
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float* xb = x + kQK32 * ib;
-    const float* qw = qw_row + kQK32 * ib;
-    for (int j = 0; j < kQK32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    float d = make_qx_quants(kQK32, 8, xb, L, 1, weight);
-    y[ib].d = to_half(d);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = L[j] | (L[j + 16] << 4);
+  if (!qw) return q4_0_ref(x, y, n);
+  RowScratch& s = row_scratch(n, kQK32);
+  auto* L = reinterpret_cast<int8_t*>(s.L.data());
+  legacy_weights(x, qw, n, s.weights.data());
+  kernels().qx(kQK32, n / kQK32, 8, x, s.weights.data(), L, s.scales.data());
+  for (int64_t ib = 0; ib < n / kQK32; ++ib) {
+    y[ib].d = to_half(s.scales[ib]);
+    const int8_t* Lb = L + kQK32 * ib;
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = Lb[j] | (Lb[j + 16] << 4);
   }
 }
 
-void quantize_row_q4_1(const float* x, void* vy, int64_t n, const float* qw_row) {
+void quantize_row_q4_1(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ4_1*>(vy);
-  if (!qw_row) return q4_1_ref(x, y, n);
-  float weight[kQK32];
-  uint8_t L[kQK32], Laux[kQK32];
-  const float sigma2 = row_sigma2(x, n);
-  const int64_t nb = n / kQK32;
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float* xb = x + kQK32 * ib;
-    const float* qw = qw_row + kQK32 * ib;
-    for (int j = 0; j < kQK32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    float min;
-    float d = make_qkx3_quants(kQK32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
-    y[ib].d = to_half(d);
-    y[ib].m = to_half(-min);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = L[j] | (L[j + 16] << 4);
+  if (!qw) return q4_1_ref(x, y, n);
+  RowScratch& s = row_scratch(n, kQK32);
+  legacy_weights(x, qw, n, s.weights.data());
+  kernels().qkx(kQK32, n / kQK32, 15, x, s.weights.data(), s.L.data(), s.scales.data(),
+                s.mins.data(), -0.9f, 0.05f, 36, false, true);
+  for (int64_t ib = 0; ib < n / kQK32; ++ib) {
+    y[ib].d = to_half(s.scales[ib]);
+    y[ib].m = to_half(-s.mins[ib]);
+    const uint8_t* Lb = s.L.data() + kQK32 * ib;
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = Lb[j] | (Lb[j + 16] << 4);
   }
 }
 
-void quantize_row_q5_0(const float* x, void* vy, int64_t n, const float* qw_row) {
+void quantize_row_q5_0(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ5_0*>(vy);
-  if (!qw_row) return q5_0_ref(x, y, n);
-  float weight[kQK32];
-  int8_t L[kQK32];
-  const float sigma2 = row_sigma2(x, n);
-  const int64_t nb = n / kQK32;
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float* xb = x + kQK32 * ib;
-    const float* qw = qw_row + kQK32 * ib;
-    for (int j = 0; j < kQK32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    float d = make_qx_quants(kQK32, 16, xb, L, 1, weight);
-    y[ib].d = to_half(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const uint8_t xi0 = L[j];
-      const uint8_t xi1 = L[j + 16];
-      y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-      qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
-      qh |= ((xi1 & 0x10u) >> 4) << (j + kQK32 / 2);
-    }
-    std::memcpy(&y[ib].qh, &qh, sizeof(qh));
+  if (!qw) return q5_0_ref(x, y, n);
+  RowScratch& s = row_scratch(n, kQK32);
+  auto* L = reinterpret_cast<int8_t*>(s.L.data());
+  legacy_weights(x, qw, n, s.weights.data());
+  kernels().qx(kQK32, n / kQK32, 16, x, s.weights.data(), L, s.scales.data());
+  for (int64_t ib = 0; ib < n / kQK32; ++ib) {
+    y[ib].d = to_half(s.scales[ib]);
+    pack_5bit(reinterpret_cast<const uint8_t*>(L) + kQK32 * ib, y[ib].qs, y[ib].qh);
   }
 }
 
-void quantize_row_q5_1(const float* x, void* vy, int64_t n, const float* qw_row) {
+void quantize_row_q5_1(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ5_1*>(vy);
-  if (!qw_row) return q5_1_ref(x, y, n);
-  float weight[kQK32];
-  uint8_t L[kQK32], Laux[kQK32];
-  const float sigma2 = row_sigma2(x, n);
-  const int64_t nb = n / kQK32;
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float* xb = x + kQK32 * ib;
-    const float* qw = qw_row + kQK32 * ib;
-    for (int j = 0; j < kQK32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    float min;
-    float d = make_qkx3_quants(kQK32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
-    y[ib].d = to_half(d);
-    y[ib].m = to_half(-min);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const uint8_t xi0 = L[j];
-      const uint8_t xi1 = L[j + 16];
-      y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-      qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
-      qh |= ((xi1 & 0x10u) >> 4) << (j + kQK32 / 2);
-    }
-    std::memcpy(&y[ib].qh, &qh, sizeof(qh));
+  if (!qw) return q5_1_ref(x, y, n);
+  RowScratch& s = row_scratch(n, kQK32);
+  legacy_weights(x, qw, n, s.weights.data());
+  kernels().qkx(kQK32, n / kQK32, 31, x, s.weights.data(), s.L.data(), s.scales.data(),
+                s.mins.data(), -0.9f, 0.05f, 36, false, true);
+  for (int64_t ib = 0; ib < n / kQK32; ++ib) {
+    y[ib].d = to_half(s.scales[ib]);
+    y[ib].m = to_half(-s.mins[ib]);
+    pack_5bit(s.L.data() + kQK32 * ib, y[ib].qs, y[ib].qh);
   }
 }
 

@@ -238,7 +238,6 @@ TEST_P(QuantVsGgml, BytesAndDecodeMatch) {
 
 TEST_P(QuantVsGgml, DecodesArbitraryBytesLikeGgml) {
   const Type type = GetParam();
-  const auto gtype = static_cast<ggml_type>(type);
   const int64_t n = 2560;
   std::mt19937 rng(42);
   std::vector<uint8_t> bytes(row_size(type, n));
