@@ -43,6 +43,16 @@ constexpr std::array<DTypeName, 15> kDTypeNames = {{
 constexpr std::array<std::string_view, 5> kUnsupportedDTypes = {"F4", "F6_E2M3", "F6_E3M2",
                                                                  "F8_E8M0", "C64"};
 
+// Bytes from a broken file may be anything: keep messages printable text.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
+    else out += fmt::format("\\x{:02x}", c);
+  }
+  return out;
+}
+
 // nlohmann keeps the last of two equal keys silently; a checkpoint with a
 // duplicated tensor name is ambiguous, so duplicates are found while parsing.
 struct DuplicateKey {
@@ -81,9 +91,9 @@ Json parse_json(std::string_view text, const std::string& path, const char* what
     std::string msg = e.what();
     if (auto p = msg.find("]"); p != std::string::npos) msg = msg.substr(p + 2);
     fail("{}: {} is not valid JSON at byte {} (file offset {}): {}", path, what, at, base + at,
-         msg);
+         printable(msg));
   } catch (const Json::exception& e) {
-    fail("{}: {} is not valid JSON: {}", path, what, e.what());
+    fail("{}: {} is not valid JSON: {}", path, what, printable(e.what()));
   }
 }
 
@@ -165,8 +175,9 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
     fail("{}: tensor \"{}\": data_offsets begin {} > end {}", path, name, *begin, *end);
   if (*end > buffer_size)
     fail("{}: tensor \"{}\": data_offsets [{}, {}] out of range: the data buffer has {} bytes "
-         "(file offsets {}..{} past the end of the file)",
-         path, name, *begin, *end, buffer_size, data_start + *begin, data_start + *end);
+         "(file offsets {}..{}, file size {})",
+         path, name, *begin, *end, buffer_size, data_start + *begin, data_start + *end,
+         data_start + buffer_size);
   t.begin = *begin;
   t.end = *end;
   if (t.nbytes() != expected)
