@@ -24,6 +24,7 @@ struct InspectFormat {
 constexpr InspectFormat kFormats[] = {
     {".safetensors, *.safetensors.index.json or a folder of them", is_safetensors,
      inspect_safetensors},
+    {".gguf", is_gguf, inspect_gguf},
 };
 
 int run_inspect(const InspectOptions& options) {

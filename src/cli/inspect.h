@@ -25,5 +25,7 @@ struct InspectProbe {
 // "print it" (returns the exit code; throws medquant::Error on a bad file).
 bool is_safetensors(const InspectProbe& probe);
 int inspect_safetensors(const InspectOptions& options);
+bool is_gguf(const InspectProbe& probe);
+int inspect_gguf(const InspectOptions& options);
 
 }  // namespace medquant::cli

@@ -1,0 +1,246 @@
+#include "gguf/quantize.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "gguf/gguf.h"
+#include "gguf/imatrix.h"
+#include "gguf/validate.h"
+
+namespace medquant::gguf {
+namespace {
+
+using quant::Type;
+
+std::optional<core::DType> plain_dtype(Type t) {
+  switch (t) {
+    case Type::F32: return core::DType::F32;
+    case Type::F16: return core::DType::F16;
+    case Type::BF16: return core::DType::BF16;
+    default: return std::nullopt;
+  }
+}
+
+bool is_token_embd(const std::string& name) {
+  return name == "token_embd.weight" || name == "per_layer_token_embd.weight";
+}
+
+// Running sums that turn per-slab statistics into per-tensor ones.
+struct StatsSum {
+  double sq_err = 0, sq_src = 0, max_abs = 0;
+  uint64_t n = 0;
+  void add(const quant::TensorStats& s, uint64_t values) {
+    sq_err += s.rmse * s.rmse * static_cast<double>(values);
+    sq_src += s.rms_source * s.rms_source * static_cast<double>(values);
+    max_abs = std::max(max_abs, s.max_abs_err);
+    n += values;
+  }
+  quant::TensorStats result() const {
+    quant::TensorStats s;
+    if (n == 0) return s;
+    s.rmse = std::sqrt(sq_err / static_cast<double>(n));
+    s.rms_source = std::sqrt(sq_src / static_cast<double>(n));
+    s.max_abs_err = max_abs;
+    return s;
+  }
+};
+
+void filter_imatrix(Imatrix& im, const QuantizeOptions& opt) {
+  // Same matching as llama-quantize's --include-weights / --exclude-weights.
+  for (const auto& part : opt.exclude_weights)
+    std::erase_if(im.entries, [&](const auto& e) { return e.first.find(part) != std::string::npos; });
+  if (!opt.include_weights.empty()) {
+    decltype(im.entries) kept;
+    for (const auto& part : opt.include_weights)
+      for (auto& e : im.entries)
+        if (e.first.find(part) != std::string::npos) kept.insert(e);
+    im.entries = std::move(kept);
+  }
+}
+
+}  // namespace
+
+QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
+  if (!opt.include_weights.empty() && !opt.exclude_weights.empty())
+    fail("--include-weights and --exclude-weights cannot be used together");
+  Reader in(opt.input);
+  const Header& h = in.header();
+  if (!opt.dry_run) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(opt.input, opt.output, ec))
+      fail("{}: input and output are the same file", opt.output);
+  }
+
+  Imatrix im;
+  ImatrixMetadata im_meta;
+  bool have_imatrix = false;
+  if (!opt.imatrix.empty()) {
+    im = load_imatrix(opt.imatrix);
+    filter_imatrix(im, opt);
+    have_imatrix = !im.entries.empty();
+    for (const auto& [name, values] : im.entries)
+      for (size_t i = 0; i < values.size(); ++i)
+        if (!std::isfinite(values[i]))
+          fail("{}: entry '{}' value {} is {}, not finite", opt.imatrix, name, i, values[i]);
+    im_meta.file = opt.imatrix;
+    if (!im.datasets.empty()) im_meta.dataset = im.datasets[0].substr(0, im.datasets[0].find('\0'));
+    im_meta.entries = static_cast<uint32_t>(im.entries.size());
+    im_meta.chunks = im.chunk_count;
+    core::log_verbose("{}: {} importance matrix entries{}", opt.imatrix, im.entries.size(),
+                      im.legacy ? " (legacy format)" : "");
+  }
+
+  PlanOptions plan_options = opt.plan;
+  plan_options.has_imatrix = have_imatrix;
+  const Plan plan = plan_quantization(h, plan_options, in.path());
+
+  QuantizeResult result;
+  result.n_fallback = plan.n_fallback;
+  result.imatrix_entries = have_imatrix ? im.entries.size() : 0;
+  std::vector<TensorInfo> out_tensors;
+  std::vector<const float*> imatrix_of(plan.tensors.size(), nullptr);
+  for (size_t k = 0; k < plan.tensors.size(); ++k) {
+    const PlannedTensor& p = plan.tensors[k];
+    const TensorInfo& t = h.tensors[p.source];
+    if (p.quantize) {
+      const auto& from = quant::traits(t.type);
+      if (from.is_quantized && !opt.allow_requantize)
+        fail("{}: tensor '{}' is already {}; requantizing to {} loses quality and is refused "
+             "(--allow-requantize)",
+             in.path(), t.name, from.name, quant::type_name(p.type));
+      if (!plain_dtype(t.type) && !from.can_dequantize)
+        fail("{}: tensor '{}': cannot convert from type {}", in.path(), t.name, from.name);
+      if (!quant::traits(p.type).can_quantize)
+        fail("{}: tensor '{}': medquant cannot make type {}", in.path(), t.name,
+             quant::type_name(p.type));
+      if (t.ne[3] > 1)
+        fail("{}: tensor '{}' has 4 dimensions {}; only 2-D and 3-D tensors can be quantized",
+             in.path(), t.name, t.shape_string());
+      if (have_imatrix) {
+        auto it = im.entries.find(t.name);
+        if (it == im.entries.end()) {
+          core::log_verbose("{}: no importance weights for {}", opt.imatrix, t.name);
+        } else if (it->second.size() == static_cast<size_t>(t.ne[0] * t.ne[2])) {
+          imatrix_of[k] = it->second.data();
+        } else if (!is_token_embd(t.name)) {
+          fail("{}: entry '{}' has {} values but the tensor needs {} ({} columns x {} experts)",
+               opt.imatrix, t.name, it->second.size(), t.ne[0] * t.ne[2], t.ne[0], t.ne[2]);
+        }
+      }
+    }
+    TensorInfo o;
+    o.name = t.name;
+    o.ne = t.ne;
+    o.n_dims = t.effective_n_dims();  // what ggml writes
+    o.type = p.type;
+    out_tensors.push_back(o);
+
+    TensorResult r;
+    r.name = t.name;
+    r.shape = t.shape_string();
+    r.from = t.type;
+    r.to = p.type;
+    r.elements = static_cast<uint64_t>(t.n_elements());
+    r.bytes_in = t.n_bytes();
+    r.bytes_out = o.n_bytes();
+    r.quantized = p.quantize;
+    r.fallback = p.fallback;
+    r.imatrix = imatrix_of[k] != nullptr;
+    result.elements += r.elements;
+    result.bytes_in += r.bytes_in;
+    result.bytes_out += r.bytes_out;
+    result.tensors.push_back(std::move(r));
+  }
+  if (opt.dry_run) {
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return result;
+  }
+
+  Writer out(opt.output, quantized_kvs(h, opt.plan.mix.file_type, have_imatrix ? &im_meta : nullptr),
+             out_tensors);
+  core::Progress progress("quantizing", result.elements);
+  std::vector<uint8_t> dst;
+  std::vector<float> f32;
+
+  for (size_t k = 0; k < plan.tensors.size(); ++k) {
+    const PlannedTensor& p = plan.tensors[k];
+    const TensorInfo& t = h.tensors[p.source];
+    TensorResult& r = result.tensors[k];
+    progress.set_label(t.name);
+    const auto src = in.tensor_data(t);
+    const uint64_t row_in = t.row_bytes();
+    const int64_t n_rows = t.n_rows();
+    const int64_t ne0 = t.ne[0];
+    if (row_in == 0 || n_rows == 0) continue;  // nothing to write; the writer pads
+    int64_t rows_per_slab = std::max<int64_t>(1, static_cast<int64_t>(opt.slab_bytes / row_in));
+
+    auto check_input = [&](uint64_t begin, uint64_t size) {
+      if (auto bad = find_invalid_data(t.type, src.subspan(begin, size)))
+        fail("{}: tensor '{}' has invalid data: {} (in the bytes from data offset {})", in.path(),
+             t.name, *bad, t.offset + begin);
+    };
+
+    if (!p.quantize) {
+      for (int64_t r0 = 0; r0 < n_rows; r0 += rows_per_slab) {
+        const int64_t n = std::min(rows_per_slab, n_rows - r0);
+        const uint64_t begin = static_cast<uint64_t>(r0) * row_in, size = n * row_in;
+        check_input(begin, size);
+        out.write(src.subspan(begin, size));
+        in.release(t, begin, begin + size);
+        progress.add(static_cast<uint64_t>(n * ne0));
+      }
+      continue;
+    }
+
+    const uint64_t row_out = quant::row_size(p.type, ne0);
+    const int64_t rows_per_expert = t.ne[1];
+    const auto dtype = plain_dtype(t.type);
+    StatsSum stats;
+    for (int64_t r0 = 0; r0 < n_rows;) {
+      // A slab never crosses experts: each has its own importance weights.
+      const int64_t n = std::min({rows_per_slab, n_rows - r0, rows_per_expert - r0 % rows_per_expert});
+      const uint64_t begin = static_cast<uint64_t>(r0) * row_in, size = n * row_in;
+      check_input(begin, size);
+      const uint8_t* slab = src.data() + begin;
+      const void* x = slab;
+      core::DType x_dtype = dtype.value_or(core::DType::F32);
+      if (!dtype) {  // requantizing: decode to f32 first
+        f32.resize(static_cast<size_t>(n * ne0));
+        pool.parallel_for(0, static_cast<size_t>(n), [&](size_t i) {
+          quant::dequantize_row(t.type, slab + i * row_in, f32.data() + i * ne0, ne0);
+        });
+        x = f32.data();
+      }
+      dst.resize(static_cast<size_t>(n * row_out));
+      const float* imatrix = imatrix_of[k] ? imatrix_of[k] + (r0 / rows_per_expert) * ne0 : nullptr;
+      const quant::TensorStats s =
+          quant::quantize_tensor(p.type, x_dtype, x, dst.data(), n, ne0, imatrix, pool, &progress);
+      stats.add(s, static_cast<uint64_t>(n * ne0));
+      if (auto bad = find_invalid_data(p.type, dst))
+        fail("{}: tensor '{}': quantized data is invalid: {} (rows {} to {}); the source values "
+             "are probably too large for {}",
+             opt.output, t.name, *bad, r0, r0 + n, quant::type_name(p.type));
+      out.write(dst);
+      in.release(t, begin, begin + size);
+      r0 += n;
+    }
+    r.stats = stats.result();
+  }
+  out.commit();
+  progress.finish();
+  result.file_size = out.bytes_written();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace medquant::gguf
