@@ -47,8 +47,8 @@ void requant_portable(int n, int nsub, const float* x, const float* d, const flo
   }
 }
 
-const SearchKernels kPortable{qkx_portable, qx_portable, q3_portable, requant_portable,
-                              "portable"};
+const SearchKernels kPortable{qkx_portable,     qx_portable,         q3_portable,
+                              requant_portable, legacy_ref_portable, "portable"};
 
 const SearchKernels* best_kernels() {
   if (const SearchKernels* k = avx512_kernels()) return k;

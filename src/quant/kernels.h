@@ -12,6 +12,9 @@
 
 namespace medquant::quant::detail {
 
+// The 32-value types, for legacy_ref below.
+enum class Legacy { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 };
+
 struct SearchKernels {
   // For s in [0, nsub): scales[s] = make_qkx2_quants(n, nmax, x + n*s,
   // w + n*s, L + n*s, &mins[s], ..., rmin, rdelta, nstep, use_mad), or
@@ -31,6 +34,9 @@ struct SearchKernels {
   // Sub-blocks with d[j] == 0 keep their L.
   void (*requant)(int n, int nsub, const float* x, const float* d, const float* dm, int lo,
                   int hi, int offset, uint8_t* L);
+  // quantize_row_{q4_0,q4_1,q5_0,q5_1,q8_0}_ref on nb blocks (several
+  // blocks per vector: lane k scans block k in ggml's order).
+  void (*legacy_ref)(Legacy kind, const float* x, void* y, int64_t nb);
   std::string_view isa;
 };
 
@@ -43,6 +49,7 @@ const SearchKernels& kernels();
 bool set_isa(Isa isa);
 
 const SearchKernels& portable_kernels();
+void legacy_ref_portable(Legacy kind, const float* x, void* y, int64_t nb);  // legacy.cpp
 const SearchKernels* avx2_kernels();    // null if not built
 const SearchKernels* avx512_kernels();  // null if not built
 

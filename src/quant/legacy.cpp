@@ -171,11 +171,22 @@ void pack_5bit(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
 
 }  // namespace
 
+void legacy_ref_portable(Legacy kind, const float* x, void* y, int64_t nb) {
+  const int64_t n = nb * kQK32;
+  switch (kind) {
+    case Legacy::Q4_0: return q4_0_ref(x, static_cast<BlockQ4_0*>(y), n);
+    case Legacy::Q4_1: return q4_1_ref(x, static_cast<BlockQ4_1*>(y), n);
+    case Legacy::Q5_0: return q5_0_ref(x, static_cast<BlockQ5_0*>(y), n);
+    case Legacy::Q5_1: return q5_1_ref(x, static_cast<BlockQ5_1*>(y), n);
+    case Legacy::Q8_0: return q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
+  }
+}
+
 // The imatrix paths weigh value j by qw[j] * sqrt(sigma2 + x[j]^2), then
 // search each block's scale; the searches run batched over the whole row.
 void quantize_row_q4_0(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ4_0*>(vy);
-  if (!qw) return q4_0_ref(x, y, n);
+  if (!qw) return kernels().legacy_ref(Legacy::Q4_0, x, y, n / kQK32);
   RowScratch& s = row_scratch(n, kQK32);
   auto* L = reinterpret_cast<int8_t*>(s.L.data());
   legacy_weights(x, qw, n, s.weights.data());
@@ -189,7 +200,7 @@ void quantize_row_q4_0(const float* x, void* vy, int64_t n, const float* qw) {
 
 void quantize_row_q4_1(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ4_1*>(vy);
-  if (!qw) return q4_1_ref(x, y, n);
+  if (!qw) return kernels().legacy_ref(Legacy::Q4_1, x, y, n / kQK32);
   RowScratch& s = row_scratch(n, kQK32);
   legacy_weights(x, qw, n, s.weights.data());
   kernels().qkx(kQK32, n / kQK32, 15, x, s.weights.data(), s.L.data(), s.scales.data(),
@@ -204,7 +215,7 @@ void quantize_row_q4_1(const float* x, void* vy, int64_t n, const float* qw) {
 
 void quantize_row_q5_0(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ5_0*>(vy);
-  if (!qw) return q5_0_ref(x, y, n);
+  if (!qw) return kernels().legacy_ref(Legacy::Q5_0, x, y, n / kQK32);
   RowScratch& s = row_scratch(n, kQK32);
   auto* L = reinterpret_cast<int8_t*>(s.L.data());
   legacy_weights(x, qw, n, s.weights.data());
@@ -217,7 +228,7 @@ void quantize_row_q5_0(const float* x, void* vy, int64_t n, const float* qw) {
 
 void quantize_row_q5_1(const float* x, void* vy, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ5_1*>(vy);
-  if (!qw) return q5_1_ref(x, y, n);
+  if (!qw) return kernels().legacy_ref(Legacy::Q5_1, x, y, n / kQK32);
   RowScratch& s = row_scratch(n, kQK32);
   legacy_weights(x, qw, n, s.weights.data());
   kernels().qkx(kQK32, n / kQK32, 31, x, s.weights.data(), s.L.data(), s.scales.data(),
@@ -231,7 +242,7 @@ void quantize_row_q5_1(const float* x, void* vy, int64_t n, const float* qw) {
 
 // Q8_0 has no importance-weighted variant in ggml.
 void quantize_row_q8_0(const float* x, void* vy, int64_t n, const float* /*imatrix*/) {
-  q8_0_ref(x, static_cast<BlockQ8_0*>(vy), n);
+  kernels().legacy_ref(Legacy::Q8_0, x, vy, n / kQK32);
 }
 
 void dequantize_row_q4_0(const void* vx, float* y, int64_t k) {

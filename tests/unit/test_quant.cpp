@@ -33,10 +33,12 @@ enum class Dist {
   Sparse,
   Positive,
   BlockScales,
+  Denormal,
 };
 const Dist kDists[] = {Dist::Normal,   Dist::Uniform,     Dist::HeavyTail, Dist::Zero,
                        Dist::Constant, Dist::NegConstant, Dist::Outlier,   Dist::Tiny,
-                       Dist::Subnormal, Dist::Sparse,     Dist::Positive,  Dist::BlockScales};
+                       Dist::Subnormal, Dist::Sparse,     Dist::Positive,  Dist::BlockScales,
+                       Dist::Denormal};
 
 const char* dist_name(Dist d) {
   switch (d) {
@@ -52,6 +54,7 @@ const char* dist_name(Dist d) {
     case Dist::Sparse: return "sparse";
     case Dist::Positive: return "positive";
     case Dist::BlockScales: return "per-block-scales";
+    case Dist::Denormal: return "float-denormal";
   }
   return "?";
 }
@@ -106,6 +109,9 @@ std::vector<float> make_rows(Dist d, int64_t nrows, int64_t n, uint32_t seed) {
           const float shift = rng() % 3 == 0 ? s * normal(rng) : 0.f;
           for (int64_t j = i; j < std::min(n, i + 16); ++j) row[j] = shift + s * normal(rng);
         }
+        break;
+      case Dist::Denormal:  // scales whose inverse overflows to inf
+        for (int64_t i = 0; i < n; ++i) row[i] = rng() % 2 ? 1e-39f * normal(rng) : 0.f;
         break;
     }
   }
