@@ -451,6 +451,9 @@ void dequantize_row_q2_K(const void* vx, float* y, int64_t k) {
   }
 }
 
+// Decoders: ggml's loops, rearranged so the compiler can vectorise them
+// (first the integer quants of a block, then one float product per value);
+// every value gets the same float operations as in ggml.
 void dequantize_row_q3_K(const void* vx, float* y, int64_t k) {
   const auto* x = static_cast<const BlockQ3K*>(vx);
   const int64_t nb = k / kQK;
@@ -459,9 +462,6 @@ void dequantize_row_q3_K(const void* vx, float* y, int64_t k) {
   uint32_t aux[4];
   for (int64_t i = 0; i < nb; i++) {
     const float d_all = from_half(x[i].d);
-    const uint8_t* q = x[i].qs;
-    const uint8_t* hm = x[i].hmask;
-    uint8_t m = 1;
     std::memcpy(aux, x[i].scales, 12);
     uint32_t tmp = aux[2];
     aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
@@ -470,24 +470,22 @@ void dequantize_row_q3_K(const void* vx, float* y, int64_t k) {
     aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
     int8_t scales[16];
     std::memcpy(scales, aux, 16);
-    int is = 0;
-    float dl;
-    for (int n = 0; n < kQK; n += 128) {
-      int shift = 0;
-      for (int j = 0; j < 4; ++j) {
-        dl = d_all * (scales[is++] - 32);
-        for (int l = 0; l < 16; ++l) {
-          *y++ = dl * (static_cast<int8_t>((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+    // Value v = 128h + 32s + l (s = shift step): bits 2s of qs[32h + l],
+    // high bit s + 4h of hmask[l]; scale v / 16.
+    int8_t q[kQK];
+    for (int h = 0; h < 2; ++h) {
+      for (int s = 0; s < 4; ++s) {
+        for (int l = 0; l < 32; ++l) {
+          const int low = (x[i].qs[32 * h + l] >> (2 * s)) & 3;
+          const int high = x[i].hmask[l] & (1 << (4 * h + s));
+          q[128 * h + 32 * s + l] = static_cast<int8_t>(low - (high ? 0 : 4));
         }
-        dl = d_all * (scales[is++] - 32);
-        for (int l = 0; l < 16; ++l) {
-          *y++ = dl * (static_cast<int8_t>((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
-        }
-        shift += 2;
-        m <<= 1;
       }
-      q += 32;
     }
+    float dl[16];
+    for (int j = 0; j < 16; ++j) dl[j] = d_all * (scales[j] - 32);
+    for (int v = 0; v < kQK; ++v) y[v] = dl[v / 16] * q[v];
+    y += kQK;
   }
 }
 
@@ -548,26 +546,23 @@ void dequantize_row_q6_K(const void* vx, float* y, int64_t k) {
   const int64_t nb = k / kQK;
   for (int64_t i = 0; i < nb; i++) {
     const float d = from_half(x[i].d);
-    const uint8_t* ql = x[i].ql;
-    const uint8_t* qh = x[i].qh;
-    const int8_t* sc = x[i].scales;
-    for (int n = 0; n < kQK; n += 128) {
+    // Value v = 128h + 32s + l: low nibble of ql[64h + l + 32(s & 1)] (high
+    // nibble for s >= 2), bits 2s of qh[32h + l]; scale v / 16.
+    int8_t q[kQK];
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = x[i].ql + 64 * h;
+      const uint8_t* qh = x[i].qh + 32 * h;
       for (int l = 0; l < 32; ++l) {
-        int is = l / 16;
-        const int8_t q1 = static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int8_t q2 = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int8_t q3 = static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int8_t q4 = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        y[l + 0] = d * sc[is + 0] * q1;
-        y[l + 32] = d * sc[is + 2] * q2;
-        y[l + 64] = d * sc[is + 4] * q3;
-        y[l + 96] = d * sc[is + 6] * q4;
+        q[128 * h + l + 0] = static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        q[128 * h + l + 32] = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        q[128 * h + l + 64] = static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        q[128 * h + l + 96] = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
       }
-      y += 128;
-      ql += 64;
-      qh += 32;
-      sc += 8;
     }
+    float ds[16];
+    for (int j = 0; j < 16; ++j) ds[j] = d * x[i].scales[j];
+    for (int v = 0; v < kQK; ++v) y[v] = ds[v / 16] * q[v];
+    y += kQK;
   }
 }
 
