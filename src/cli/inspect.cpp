@@ -25,6 +25,7 @@ constexpr InspectFormat kFormats[] = {
     {".safetensors, *.safetensors.index.json or a folder of them", is_safetensors,
      inspect_safetensors},
     {".gguf", is_gguf, inspect_gguf},
+    {".onnx", is_onnx, inspect_onnx},
 };
 
 int run_inspect(const InspectOptions& options) {

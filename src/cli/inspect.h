@@ -27,5 +27,7 @@ bool is_safetensors(const InspectProbe& probe);
 int inspect_safetensors(const InspectOptions& options);
 bool is_gguf(const InspectProbe& probe);
 int inspect_gguf(const InspectOptions& options);
+bool is_onnx(const InspectProbe& probe);
+int inspect_onnx(const InspectOptions& options);
 
 }  // namespace medquant::cli

@@ -1,0 +1,679 @@
+#include "onnx/quantize_dynamic.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "onnx/model_io.h"
+
+namespace medquant::onnx {
+
+std::set<std::string> default_op_types() { return {"MatMul"}; }
+std::set<std::string> supported_op_types() { return {"MatMul", "Conv", "Gather", "Transpose"}; }
+
+size_t QuantizeReport::quantized_count() const {
+  return static_cast<size_t>(
+      std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.quantized; }));
+}
+
+// ---- arithmetic (quant_utils.py) ----
+
+void quant_range(QuantType type, bool reduce_range, bool symmetric, int32_t& qmin, int32_t& qmax) {
+  const bool u8 = type == QuantType::QUInt8;
+  if (reduce_range) {
+    qmin = u8 ? 0 : -64;
+    qmax = u8 ? 127 : 64;
+  } else if (symmetric && !u8) {
+    qmin = -127;
+    qmax = 127;
+  } else {
+    qmin = u8 ? 0 : -128;
+    qmax = u8 ? 255 : 127;
+  }
+}
+
+namespace {
+
+// numpy casts to the zero point's dtype (int8/uint8 0-d arrays) wrap around.
+int32_t wrap(int32_t v, bool u8) {
+  return u8 ? static_cast<int32_t>(static_cast<uint8_t>(v)) : static_cast<int32_t>(static_cast<int8_t>(v));
+}
+
+}  // namespace
+
+QuantParams compute_scale_zp(float rmin, float rmax, int32_t qmin, int32_t qmax, bool symmetric) {
+  const bool u8 = qmin >= 0;
+  rmin = std::min(rmin, 0.0f);
+  rmax = std::max(rmax, 0.0f);
+  if (symmetric) {
+    const float absmax = std::max(std::fabs(rmin), std::fabs(rmax));
+    rmin = -absmax;
+    rmax = absmax;
+  }
+  // ORT promotes to float64 before subtracting, then stores the scale as float32.
+  const double dr = static_cast<double>(rmax) - static_cast<double>(rmin);
+  const double dq = static_cast<double>(qmax) - static_cast<double>(qmin);
+  const double scale = dr / dq;
+  if (scale < static_cast<double>(FLT_MIN)) return {1.0f, 0};
+  QuantParams p;
+  if (symmetric) {
+    // (qmin + qmax) is computed in the zero point's integer type by numpy.
+    const int32_t sum = wrap(qmin + qmax, u8);
+    p.zero_point = wrap(static_cast<int32_t>(std::nearbyint(static_cast<double>(sum) / 2.0)), u8);
+  } else {
+    p.zero_point = wrap(
+        static_cast<int32_t>(std::nearbyint(static_cast<double>(qmin) - static_cast<double>(rmin) / scale)),
+        u8);
+  }
+  p.scale = static_cast<float>(scale);
+  return p;
+}
+
+namespace {
+
+// q = clip(round_half_even(x / scale) + zp, full type range), all in float32
+// like quantize_nparray.
+void quantize_with(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
+  const bool u8 = type == QuantType::QUInt8;
+  const float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f;
+  const float zp = static_cast<float>(p.zero_point);
+  for (size_t i = 0; i < n; ++i) {
+    float q = std::nearbyint(x[i] / p.scale) + zp;
+    q = std::min(std::max(q, lo), hi);
+    out[i] = u8 ? static_cast<uint8_t>(static_cast<int32_t>(q))
+                : static_cast<uint8_t>(static_cast<int8_t>(static_cast<int32_t>(q)));
+  }
+}
+
+}  // namespace
+
+QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
+                            bool reduce_range, uint8_t* out) {
+  if (count == 0) return {1.0f, 0};
+  float rmin = values[0], rmax = values[0];
+  for (size_t i = 1; i < count; ++i) {
+    rmin = std::min(rmin, values[i]);
+    rmax = std::max(rmax, values[i]);
+  }
+  int32_t qmin, qmax;
+  quant_range(type, reduce_range, symmetric, qmin, qmax);
+  QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
+  quantize_with(values, count, p, type, out);
+  return p;
+}
+
+namespace {
+
+constexpr const char* kQuantSuffix = "_quantized";
+
+struct QuantizedValue {
+  std::string q_name, scale_name, zp_name;
+  std::optional<int64_t> axis;
+};
+
+std::string float_bytes(const std::vector<float>& v) {
+  std::string b(v.size() * 4, '\0');
+  if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+               std::string name) {
+  Node n;
+  n.op_type = std::move(op);
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  n.name = std::move(name);
+  return n;
+}
+
+class DynamicQuantizer {
+ public:
+  DynamicQuantizer(Model& model, const QuantizeOptions& options)
+      : model_(model), g_(model.graph), opt_(options),
+        weight_type_(options.weight_type == QuantType::QInt8 ? kInt8 : kUint8) {
+    op_types_ = opt_.op_types.empty() ? default_op_types() : opt_.op_types;
+  }
+
+  QuantizeReport run() {
+    where_ = model_.path.empty() ? std::string("model") : model_.path;
+    if (model_.opset() < 11)
+      fail("{}: ai.onnx opset {}: dynamic quantization needs opset 11 or newer "
+           "(DynamicQuantizeLinear); convert the model first",
+           where_, model_.opset());
+    for (const auto& t : g_.initializers()) report_.weight_bytes_before += t.bytes().size();
+
+    if (replace_gemm_with_matmul()) infer_shapes(model_);  // ORT re-infers here too
+
+    for (const auto& o : g_.outputs) tensor_names_.insert(o.name());
+    for (const auto& i : g_.inputs) tensor_names_.insert(i.name());
+    for (const auto& n : g_.nodes)
+      for (const auto& o : n.outputs) tensor_names_.insert(o);
+    for (const auto& i : g_.inputs)
+      if (!g_.find_initializer(i.name())) generated_.insert(i.name());
+
+    original_nodes_ = std::move(g_.nodes);
+    g_.nodes.clear();
+    for (const auto& n : original_nodes_)
+      if (!n.name.empty()) original_node_names_.emplace(n.name, &n);
+
+    core::Progress progress("quantize", original_nodes_.size());
+    for (size_t i = 0; i < original_nodes_.size(); ++i) {
+      const size_t before = new_nodes_.size();
+      quantize_node(original_nodes_[i], i);
+      for (size_t k = before; k < new_nodes_.size(); ++k)
+        for (const auto& o : new_nodes_[k].outputs) generated_.insert(o);
+      progress.add(1);
+    }
+    progress.finish();
+    for (const auto& out : g_.outputs)
+      if (auto dq = dequantize_value(out.name())) push(std::move(*dq));
+
+    g_.nodes = std::move(new_nodes_);
+    clean_initializers();
+    g_.sort_topologically();
+    for (const auto& t : g_.initializers()) report_.weight_bytes_after += t.bytes().size();
+    return std::move(report_);
+  }
+
+ private:
+  void push(Node n) {
+    if (!n.name.empty()) new_node_names_.emplace(n.name, new_nodes_.size());
+    new_nodes_.push_back(std::move(n));
+  }
+
+  // find_node_by_name: the original graph's nodes, then the new ones.
+  const Node* find_node(const std::string& name, const std::vector<Node>* pending = nullptr) const {
+    if (auto it = original_node_names_.find(name); it != original_node_names_.end()) return it->second;
+    if (auto it = new_node_names_.find(name); it != new_node_names_.end()) return &new_nodes_[it->second];
+    if (pending)
+      for (const auto& n : *pending)
+        if (n.name == name) return &n;
+    return nullptr;
+  }
+
+  // ---- Gemm -> MatMul (+ Add), onnx_model.py replace_gemm_with_matmul ----
+  bool replace_gemm_with_matmul() {
+    bool changed = false;
+    auto names = g_.all_names();
+    std::unordered_map<std::string, std::string> transposed;
+    std::vector<Node> out;
+    out.reserve(g_.nodes.size());
+    for (size_t idx = 0; idx < g_.nodes.size(); ++idx) {
+      Node& node = g_.nodes[idx];
+      if (node.op_type != "Gemm" || !(node.domain.empty() || node.domain == "ai.onnx")) {
+        out.push_back(std::move(node));
+        continue;
+      }
+      const float alpha = node.attribute_float("alpha", 1.0f);
+      const float beta = node.attribute_float("beta", 1.0f);
+      const int64_t trans_a = node.attribute_int("transA", 0);
+      const int64_t trans_b = node.attribute_int("transB", 0);
+      if (!(alpha == 1.0f && beta == 1.0f && trans_a == 0)) {
+        report_.entries.push_back({node.describe(idx), "Gemm", false,
+                                   "alpha/beta not 1 or transA set: kept as float Gemm"});
+        out.push_back(std::move(node));
+        continue;
+      }
+      changed = true;
+      std::string input_b = node.inputs[1];
+      if (trans_b == 1) {
+        const Tensor* b = g_.find_initializer(input_b);
+        if (b) {
+          if (!transposed.count(input_b)) {
+            std::string tname = input_b + "_Transposed";
+            static const char* kSuffixes[] = {"", "_quantized", "_scale", "_zero_point"};
+            auto taken = [&](const std::string& base) {
+              for (const char* s : kSuffixes)
+                if (names.count(base + s)) return true;
+              return false;
+            };
+            for (int suffix = 1; taken(tname); ++suffix)
+              tname = input_b + "_Transposed_" + std::to_string(suffix);
+            for (const char* s : kSuffixes) names[tname + s] = 1;
+            if (b->dims.size() != 2 || b->opaque())
+              fail("{}: Gemm {}: B '{}' is not a 2-D tensor", where_, node.describe(idx), input_b);
+            const size_t rows = static_cast<size_t>(b->dims[0]), cols = static_cast<size_t>(b->dims[1]);
+            const size_t es = elem_size(b->type);
+            std::string bytes(b->bytes().size(), '\0');
+            const uint8_t* src = b->bytes().data();
+            for (size_t r = 0; r < rows; ++r)
+              for (size_t c = 0; c < cols; ++c)
+                std::memcpy(bytes.data() + (c * rows + r) * es, src + (r * cols + c) * es, es);
+            g_.add_initializer(Tensor(tname, b->type, {b->dims[1], b->dims[0]}, std::move(bytes)));
+            transposed[input_b] = tname;
+          }
+          input_b = transposed[input_b];
+        } else {
+          input_b += "_Transposed";
+          out.push_back(make_node("Transpose", {node.inputs[1]}, {input_b},
+                                  node.name.empty() ? "" : node.name + "_Transpose"));
+        }
+      }
+      const bool has_c = node.inputs.size() > 2 && !node.inputs[2].empty();
+      out.push_back(make_node("MatMul", {node.inputs[0], input_b},
+                              {node.outputs[0] + (has_c ? "_MatMul" : "")},
+                              node.name.empty() ? "" : node.name + "_MatMul"));
+      if (has_c)
+        out.push_back(make_node("Add", {node.outputs[0] + "_MatMul", node.inputs[2]}, node.outputs,
+                                node.name.empty() ? "" : node.name + "_Add"));
+    }
+    g_.nodes = std::move(out);
+    return changed;
+  }
+
+  // ---- node dispatch (registry.py CreateOpQuantizer) ----
+  void quantize_node(const Node& node, size_t index) {
+    const std::string label = node.describe(index);
+    std::string skip;
+    bool handled = false;
+    if (node.op_type == "MatMul" && plain(node)) handled = try_matmul(node, label);
+    else if (node.op_type == "Conv" && plain(node)) handled = try_conv(node, label);
+    else if (node.op_type == "Gather" && plain(node)) handled = try_gather(node, label);
+    else if (node.op_type == "Transpose" && plain(node)) handled = try_transpose(node);
+    if (!handled) keep_float(node);
+  }
+
+  static bool plain(const Node& n) { return n.domain.empty() || n.domain == "ai.onnx"; }
+
+  void note(const std::string& label, const std::string& op, bool quantized, std::string reason) {
+    report_.entries.push_back({label, op, quantized, std::move(reason)});
+  }
+
+  // should_quantize_node; `why` says why not.
+  bool selected(const Node& n, std::string& why) const {
+    if (!opt_.nodes_to_quantize.empty() && !opt_.nodes_to_quantize.count(n.name)) {
+      why = "not in --include";
+      return false;
+    }
+    if (!op_types_.count(n.op_type)) {
+      why = "op type not selected (--op-types)";
+      return false;
+    }
+    if (opt_.nodes_to_exclude.count(n.name)) {
+      why = "excluded (--exclude)";
+      return false;
+    }
+    return true;
+  }
+
+  bool is_float_tensor(const std::string& name) const {
+    if (const Tensor* t = g_.find_initializer(name)) return t->type == kFloat || t->type == kFloat16;
+    const auto* vi = g_.find_value_info(name);
+    if (vi) {
+      return vi->type().has_tensor_type() &&
+             (vi->type().tensor_type().elem_type() == kFloat ||
+              vi->type().tensor_type().elem_type() == kFloat16);
+    }
+    return false;
+  }
+
+  bool contains_tensor(const std::string& name) const {
+    return g_.find_value_info(name) || tensor_names_.count(name) || generated_.count(name);
+  }
+
+  int32_t output_type(const Node& node, const std::string& label) const {
+    const std::string& out = node.outputs[0];
+    if (const Tensor* t = g_.find_initializer(out)) return t->type;
+    const auto* vi = g_.find_value_info(out);
+    if (vi && vi->type().has_tensor_type() && vi->type().tensor_type().elem_type() != 0)
+      return vi->type().tensor_type().elem_type();
+    fail("{}: {}: shape inference found no element type for output '{}' (is an operator "
+         "from an unknown domain upstream?)",
+         where_, label, out);
+  }
+
+  // A weight medquant cannot quantize the way ORT would: say so and skip.
+  std::string unsupported_weight(const std::string& name) const {
+    const Tensor* t = g_.find_initializer(name);
+    if (t && t->type == kFloat16) return "float16 weight (not supported yet)";
+    return {};
+  }
+
+  // ---- MatMul (operators/matmul.py MatMulInteger) ----
+  bool try_matmul(const Node& node, const std::string& label) {
+    std::string why;
+    if (!selected(node, why)) return note(label, "MatMul", false, why), false;
+    if (!is_float_tensor(node.inputs[1]) && !is_float_tensor(node.inputs[0]))
+      return note(label, "MatMul", false, "inputs are not float"), false;
+    if (opt_.matmul_const_b_only && !g_.find_initializer(node.inputs[1]))
+      return note(label, "MatMul", false, "B is not a constant (activation x activation)"), false;
+    if (auto u = unsupported_weight(node.inputs[1]); !u.empty())
+      return note(label, "MatMul", false, u), false;
+    if (auto u = unsupported_weight(node.inputs[0]); !u.empty())
+      return note(label, "MatMul", false, u), false;
+
+    std::vector<Node> nodes;
+    auto a = quantize_input(node, 0, false, false, false, -1, nodes);
+    auto b = quantize_input(node, 1, true, true, true, -1, nodes);
+    const std::string mmi_out = node.outputs[0] + "_output_quantized";
+    const std::string mmi_name = node.name.empty() ? "" : node.name + "_quant";
+    nodes.push_back(make_node("MatMulInteger", {a.q_name, b.q_name, a.zp_name, b.zp_name}, {mmi_out},
+                              mmi_name));
+    append_scaled_output(node, label, mmi_out, mmi_name, a, b, node.outputs[0], nodes);
+    for (auto& n : nodes) push(std::move(n));
+    note(label, "MatMul", true,
+         std::string("MatMulInteger") + (opt_.per_channel && g_.find_initializer(node.inputs[1])
+                                             ? " (per-channel)"
+                                             : ""));
+    return true;
+  }
+
+  // Cast + Mul(scales) + Mul, shared by MatMulInteger and ConvInteger.
+  void append_scaled_output(const Node& node, const std::string& label, const std::string& int_out,
+                            const std::string& int_name, const QuantizedValue& a,
+                            const QuantizedValue& b, const std::string& result,
+                            std::vector<Node>& nodes) {
+    const std::string cast_out = int_out + "_cast_output";
+    Node cast = make_node("Cast", {int_out}, {cast_out}, int_out + "_cast");
+    cast.set_attribute_int("to", output_type(node, label));
+    nodes.push_back(std::move(cast));
+    const std::string scales_mul =
+        int_name.empty() ? a.scale_name + "_" + b.scale_name + "_mul" : int_name + "_scales_mul";
+    // An unnamed pair with the same scales shares one Mul (find_by_name in new_nodes).
+    std::string scales_out;
+    if (auto it = new_node_names_.find(scales_mul); it != new_node_names_.end()) {
+      scales_out = new_nodes_[it->second].outputs[0];
+    } else {
+      scales_out = scales_mul + ":0";
+      nodes.push_back(make_node("Mul", {a.scale_name, b.scale_name}, {scales_out}, scales_mul));
+    }
+    nodes.push_back(make_node("Mul", {cast_out, scales_out}, {result},
+                              int_name.empty() ? "" : int_name + "_output_scale_mul"));
+  }
+
+  // ---- Conv (operators/conv.py ConvInteger) ----
+  bool try_conv(const Node& node, const std::string& label) {
+    std::string why;
+    if (!selected(node, why)) return note(label, "Conv", false, why), false;
+    if (!is_float_tensor(node.inputs[0])) return note(label, "Conv", false, "input is not float"), false;
+    const Tensor* w = node.inputs.size() > 1 ? g_.find_initializer(node.inputs[1]) : nullptr;
+    if (!w) return note(label, "Conv", false, "weight is not a constant"), false;
+    if (auto u = unsupported_weight(node.inputs[1]); !u.empty()) return note(label, "Conv", false, u), false;
+    const size_t weight_rank = w->dims.size();
+
+    std::vector<Node> nodes;
+    auto a = quantize_input(node, 0, false, false, false, -1, nodes);
+    auto b = quantize_input(node, 1, true, opt_.reduce_range, false, -1, nodes);
+    const std::string ci_out = node.outputs[0] + "_output_quantized";
+    const std::string ci_name = node.name.empty() ? "" : node.name + "_quant";
+    Node ci = make_node("ConvInteger", {a.q_name, b.q_name, a.zp_name, b.zp_name}, {ci_out}, ci_name);
+    ci.attributes = node.attributes;
+    std::sort(ci.attributes.begin(), ci.attributes.end(),
+              [](const auto& x, const auto& y) { return x.name() < y.name(); });
+    nodes.push_back(std::move(ci));
+    const bool has_bias = node.inputs.size() == 3 && !node.inputs[2].empty();
+    const std::string& out = node.outputs[0];
+    const std::string scaled = has_bias ? out + "quant_scaled_output" : out;
+    append_scaled_output(node, label, ci_out, ci_name, a, b, scaled, nodes);
+    if (has_bias) {
+      const std::string shape_name = out + "_bias_reshape_shape";
+      std::vector<int64_t> shape(weight_rank, 1);
+      shape[1] = -1;
+      std::string bytes(shape.size() * 8, '\0');
+      std::memcpy(bytes.data(), shape.data(), bytes.size());
+      g_.add_initializer(Tensor(shape_name, kInt64, {static_cast<int64_t>(weight_rank)},
+                                std::move(bytes), Tensor::Storage::Typed));
+      const std::string reshaped = out + "_bias_reshape_output";
+      nodes.push_back(make_node("Reshape", {node.inputs[2], shape_name}, {reshaped}, ""));
+      nodes.push_back(make_node("Add", {scaled, reshaped}, {out}, out + "_bias_add"));
+    }
+    for (auto& n : nodes) push(std::move(n));
+    note(label, "Conv", true, "ConvInteger");
+    return true;
+  }
+
+  // ---- Gather (operators/gather.py GatherQuant) ----
+  bool try_gather(const Node& node, const std::string& label) {
+    std::string why;
+    if (!selected(node, why)) return note(label, "Gather", false, why), false;
+    const Tensor* t = g_.find_initializer(node.inputs[0]);
+    if (!t || !(t->type == kFloat || t->type == kFloat16))
+      return note(label, "Gather", false, "data is not a float constant"), false;
+    if (auto u = unsupported_weight(node.inputs[0]); !u.empty()) return note(label, "Gather", false, u), false;
+    std::vector<Node> nodes;
+    auto q = quantize_input(node, 0, false, false, false, -1, nodes);
+    const std::string q_out = node.outputs[0] + kQuantSuffix;
+    qmap_[node.outputs[0]] = {q_out, q.scale_name, q.zp_name, std::nullopt};
+    Node copy = node;
+    copy.outputs[0] = q_out;
+    copy.inputs[0] = q.q_name;
+    nodes.push_back(std::move(copy));
+    for (auto& n : nodes) push(std::move(n));
+    note(label, "Gather", true, "uint8 table");
+    return true;
+  }
+
+  // ---- Transpose (operators/direct_q8.py Direct8BitOp) ----
+  bool try_transpose(const Node& node) {
+    std::string why;
+    if (!selected(node, why) || !is_float_tensor(node.inputs[0])) return false;
+    auto it = qmap_.find(node.inputs[0]);
+    Node copy = node;
+    if (it != qmap_.end()) {
+      const QuantizedValue in = it->second;
+      const std::string q_out = node.outputs[0] + kQuantSuffix;
+      qmap_[node.outputs[0]] = {q_out, in.scale_name, in.zp_name, std::nullopt};
+      copy.inputs[0] = in.q_name;
+      copy.outputs[0] = q_out;
+    }
+    push(std::move(copy));
+    return true;
+  }
+
+  // QuantOperatorBase.quantize: dequantize quantized inputs, keep the node.
+  void keep_float(const Node& node) {
+    for (const auto& in : node.inputs)
+      if (auto dq = dequantize_value(in)) push(std::move(*dq));
+    push(node);
+  }
+
+  std::optional<Node> dequantize_value(const std::string& name) {
+    auto it = qmap_.find(name);
+    if (it == qmap_.end() || generated_.count(name)) return std::nullopt;
+    const std::string dq_name = name + "_DequantizeLinear";
+    if (find_node(dq_name)) return std::nullopt;
+    Node dq = make_node("DequantizeLinear", {it->second.q_name, it->second.scale_name, it->second.zp_name},
+                        {name}, dq_name);
+    if (it->second.axis) dq.set_attribute_int("axis", *it->second.axis);
+    return dq;
+  }
+
+  // ---- inputs (onnx_quantizer.py __quantize_inputs) ----
+  QuantizedValue quantize_input(const Node& node, size_t index, bool use_weight_type, bool reduce_range,
+                                bool op_level_per_channel, int64_t axis, std::vector<Node>& nodes) {
+    const std::string& name = node.inputs[index];
+    if (auto it = qmap_.find(name); it != qmap_.end()) return it->second;
+    if (name.empty()) return {};
+    if (const Tensor* init = g_.find_initializer(name)) {
+      const int32_t qtype = use_weight_type ? weight_type_ : kUint8;
+      if (opt_.per_channel && op_level_per_channel)
+        return quantize_weight_per_channel(*init, qtype, axis, reduce_range);
+      return quantize_initializer(*init, qtype, reduce_range);
+    }
+    if (!contains_tensor(name))
+      fail("{}: invalid tensor name to quantize: '{}'", where_, name);
+    const Node* dql = find_node(name + "_QuantizeLinear", &nodes);
+    if (!dql) {
+      // Activations are always uint8 and opset > 10 here: one fused node.
+      nodes.push_back(make_node("DynamicQuantizeLinear", {name},
+                                {name + kQuantSuffix, name + "_scale", name + "_zero_point"},
+                                name + "_QuantizeLinear"));
+      qmap_[name] = {name + kQuantSuffix, name + "_scale", name + "_zero_point", std::nullopt};
+      dql = &nodes.back();
+    }
+    if (dql->op_type == "QuantizeLinear") return {dql->outputs[0], dql->inputs[1], dql->inputs[2], {}};
+    return {dql->outputs[0], dql->outputs[1], dql->outputs[2], std::nullopt};
+  }
+
+  bool symmetric_for(int32_t qtype) const {
+    // is_weight_symmetric: signed weight types are symmetric; activations are not.
+    return qtype == weight_type_ ? qtype == kInt8 : false;
+  }
+
+  static QuantType to_quant_type(int32_t t) { return t == kInt8 ? QuantType::QInt8 : QuantType::QUInt8; }
+
+  std::vector<float> checked_floats(const Tensor& t) const {
+    std::vector<float> v = t.to_floats();
+    for (float x : v)
+      if (!std::isfinite(x))
+        fail("{}: initializer '{}' holds NaN or infinity; cannot quantize it", where_, t.name);
+    return v;
+  }
+
+  QuantizedValue quantize_initializer(const Tensor& w, int32_t qtype, bool reduce_range) {
+    const std::string name = w.name;
+    const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
+                      scale_name = name + "_scale";
+    std::vector<float> data = checked_floats(w);
+    const bool symmetric = symmetric_for(qtype);
+    const bool reduce = opt_.reduce_range && reduce_range;
+    std::string q(data.size(), '\0');
+    QuantParams p = parallel_quantize(data.data(), data.size(), to_quant_type(qtype), symmetric, reduce,
+                                      reinterpret_cast<uint8_t*>(q.data()));
+    const int32_t wtype = w.type;
+    const std::vector<int64_t> dims = w.dims;  // `w` may move when initializers grow
+    g_.add_initializer(Tensor(scale_name, wtype, {}, float_bytes({p.scale}), Tensor::Storage::Typed));
+    g_.add_initializer(Tensor(zp_name, qtype, {}, std::string(1, static_cast<char>(p.zero_point)),
+                              Tensor::Storage::Typed));
+    g_.add_initializer(Tensor(q_name, qtype, dims, std::move(q)));
+    QuantizedValue v{q_name, scale_name, zp_name, std::nullopt};
+    qmap_[name] = v;
+    return v;
+  }
+
+  // Per-tensor quantization of a big array: min/max and rounding in chunks.
+  QuantParams parallel_quantize(const float* x, size_t n, QuantType type, bool symmetric, bool reduce,
+                                uint8_t* out) {
+    if (n < (size_t{1} << 16)) return quantize_values(x, n, type, symmetric, reduce, out);
+    auto& pool = core::default_pool();
+    std::vector<float> mins(pool.size(), x[0]), maxs(pool.size(), x[0]);
+    std::atomic<size_t> slot{0};
+    pool.parallel_chunks(0, n, [&](size_t b, size_t e) {
+      size_t s = slot++;
+      float lo = x[b], hi = x[b];
+      for (size_t i = b + 1; i < e; ++i) {
+        lo = std::min(lo, x[i]);
+        hi = std::max(hi, x[i]);
+      }
+      mins[s] = lo;
+      maxs[s] = hi;
+    });
+    const float rmin = *std::min_element(mins.begin(), mins.end());
+    const float rmax = *std::max_element(maxs.begin(), maxs.end());
+    int32_t qmin, qmax;
+    quant_range(type, reduce, symmetric, qmin, qmax);
+    QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
+    pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with(x + b, e - b, p, type, out + b); });
+    return p;
+  }
+
+  QuantizedValue quantize_weight_per_channel(const Tensor& w, int32_t qtype, int64_t axis, bool reduce_range) {
+    const std::string name = w.name;
+    const int64_t rank = static_cast<int64_t>(w.dims.size());
+    const int64_t ax = axis < 0 ? axis + rank : axis;
+    if (ax < 0 || ax >= rank)
+      fail("{}: weight '{}' has a per-channel axis {} that is out of bounds for rank {}", where_, name,
+           axis, rank);
+    std::vector<float> data = checked_floats(w);
+    const bool symmetric = symmetric_for(qtype);
+    const bool reduce = opt_.reduce_range && reduce_range;
+    const size_t channels = static_cast<size_t>(w.dims[static_cast<size_t>(ax)]);
+    size_t inner = 1, outer = 1;
+    for (int64_t i = ax + 1; i < rank; ++i) inner *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
+    for (int64_t i = 0; i < ax; ++i) outer *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
+    std::string q(data.size(), '\0');
+    auto* qp = reinterpret_cast<uint8_t*>(q.data());
+    std::vector<float> scales(channels);
+    std::vector<int32_t> zps(channels);
+    const QuantType type = to_quant_type(qtype);
+    core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
+      std::vector<float> buf(outer * inner);
+      std::vector<uint8_t> qbuf(outer * inner);
+      for (size_t c = cb; c < ce; ++c) {
+        // weights.take(c, axis): gather the channel, quantize, scatter back.
+        for (size_t o = 0; o < outer; ++o)
+          std::memcpy(&buf[o * inner], &data[(o * channels + c) * inner], inner * sizeof(float));
+        QuantParams p = quantize_values(buf.data(), buf.size(), type, symmetric, reduce, qbuf.data());
+        for (size_t o = 0; o < outer; ++o)
+          std::memcpy(qp + (o * channels + c) * inner, &qbuf[o * inner], inner);
+        scales[c] = p.scale;
+        zps[c] = p.zero_point;
+      }
+    });
+    const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
+                      scale_name = name + "_scale";
+    const int32_t wtype = w.type;
+    const std::vector<int64_t> dims = w.dims;
+    std::string zp_bytes(channels, '\0');
+    for (size_t c = 0; c < channels; ++c) zp_bytes[c] = static_cast<char>(zps[c]);
+    const int64_t count = static_cast<int64_t>(channels);
+    g_.add_initializer(Tensor(scale_name, wtype, {count}, float_bytes(scales), Tensor::Storage::Typed));
+    g_.add_initializer(Tensor(zp_name, qtype, {count}, std::move(zp_bytes), Tensor::Storage::Typed));
+    g_.add_initializer(Tensor(q_name, qtype, dims, std::move(q)));
+    // ORT records the axis as passed (-1 for MatMul), not normalized.
+    QuantizedValue v{q_name, scale_name, zp_name, axis};
+    qmap_[name] = v;
+    return v;
+  }
+
+  // onnx_model.py clean_initializers: drop what nothing reads (or what a
+  // node now produces, e.g. a shared weight dequantized back to float).
+  void clean_initializers() {
+    auto users = g_.consumers();
+    std::unordered_set<std::string> requested;
+    for (const auto& [name, _] : users) requested.insert(name);
+    for (const auto& o : g_.outputs)
+      if (!o.name().empty()) requested.insert(o.name());
+    for (const auto& n : g_.nodes)
+      for (const auto& o : n.outputs) requested.erase(o);
+    std::unordered_set<std::string> dropped;
+    for (const auto& t : g_.initializers()) {
+      if (requested.count(t.name)) requested.erase(t.name);
+      else dropped.insert(t.name);
+    }
+    auto& inits = g_.mutable_initializers();
+    std::erase_if(inits, [&](const Tensor& t) { return dropped.count(t.name) > 0; });
+    g_.reindex_initializers();
+    std::erase_if(g_.inputs, [&](const ::onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; });
+    for (const auto& i : g_.inputs) requested.erase(i.name());
+    if (!requested.empty())
+      fail("{}: after quantization the graph reads '{}', which nothing defines", where_, *requested.begin());
+  }
+
+  Model& model_;
+  Graph& g_;
+  const QuantizeOptions& opt_;
+  const int32_t weight_type_;
+  std::string where_;
+  std::set<std::string> op_types_;
+  std::vector<Node> original_nodes_;
+  std::unordered_map<std::string, const Node*> original_node_names_;
+  std::vector<Node> new_nodes_;
+  std::unordered_map<std::string, size_t> new_node_names_;
+  std::unordered_map<std::string, QuantizedValue> qmap_;
+  std::unordered_set<std::string> generated_;
+  std::unordered_set<std::string> tensor_names_;
+  QuantizeReport report_;
+};
+
+}  // namespace
+
+QuantizeReport quantize_dynamic(Model& model, const QuantizeOptions& options) {
+  for (const auto& op : options.op_types)
+    if (!supported_op_types().count(op))
+      fail("--op-types: {} is not supported (medquant quantizes MatMul, Conv, Gather, Transpose; "
+           "Gemm is always rewritten to MatMul + Add first)",
+           op);
+  return DynamicQuantizer(model, options).run();
+}
+
+}  // namespace medquant::onnx
