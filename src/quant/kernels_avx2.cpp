@@ -1,4 +1,6 @@
 // AVX2 search kernels: 8 sub-blocks per vector (see kernels_simd.inc).
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "quant/blocks.h"

@@ -1,4 +1,6 @@
 // AVX-512 search kernels: 16 sub-blocks per vector (see kernels_simd.inc).
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "quant/blocks.h"
