@@ -41,7 +41,7 @@ Node node_from_proto(::onnx::NodeProto& p) {
 }
 
 void node_to_proto(const Node& n, ::onnx::NodeProto& p) {
-  p.set_name(n.name);
+  if (!n.name.empty()) p.set_name(n.name);
   p.set_op_type(n.op_type);
   if (!n.domain.empty()) p.set_domain(n.domain);
   if (!n.doc_string.empty()) p.set_doc_string(n.doc_string);

@@ -77,11 +77,7 @@ QuantParams compute_scale_zp(float rmin, float rmax, int32_t qmin, int32_t qmax,
   return p;
 }
 
-namespace {
-
-// q = clip(round_half_even(x / scale) + zp, full type range), all in float32
-// like quantize_nparray.
-void quantize_with(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
+void quantize_with_params(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
   const bool u8 = type == QuantType::QUInt8;
   const float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f;
   const float zp = static_cast<float>(p.zero_point);
@@ -92,8 +88,6 @@ void quantize_with(const float* x, size_t n, QuantParams p, QuantType type, uint
                 : static_cast<uint8_t>(static_cast<int8_t>(static_cast<int32_t>(q)));
   }
 }
-
-}  // namespace
 
 QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
                             bool reduce_range, uint8_t* out) {
@@ -106,7 +100,7 @@ QuantParams quantize_values(const float* values, size_t count, QuantType type, b
   int32_t qmin, qmax;
   quant_range(type, reduce_range, symmetric, qmin, qmax);
   QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
-  quantize_with(values, count, p, type, out);
+  quantize_with_params(values, count, p, type, out);
   return p;
 }
 
@@ -572,7 +566,7 @@ class DynamicQuantizer {
     int32_t qmin, qmax;
     quant_range(type, reduce, symmetric, qmin, qmax);
     QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
-    pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with(x + b, e - b, p, type, out + b); });
+    pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with_params(x + b, e - b, p, type, out + b); });
     return p;
   }
 

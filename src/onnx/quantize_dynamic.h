@@ -85,6 +85,10 @@ void quant_range(QuantType type, bool reduce_range, bool symmetric, int32_t& qmi
 QuantParams compute_scale_zp(float rmin, float rmax, int32_t qmin, int32_t qmax, bool symmetric);
 // quantize_data: min/max of `values`, then compute_scale_zp, then
 // q = clip(round_half_even(x / scale) + zp) in float32, stored as int8/uint8.
+// q = clip(round_half_even(x / scale) + zp) in float32 (quantize_nparray),
+// saturating to the full int8/uint8 range.
+void quantize_with_params(const float* values, size_t count, QuantParams params, QuantType type,
+                          uint8_t* out);
 QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
                             bool reduce_range, uint8_t* out);
 
