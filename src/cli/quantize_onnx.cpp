@@ -42,6 +42,11 @@ int run(const QuantizeOnnxOptions& o) {
   if (fs::exists(o.output, ec) && fs::exists(o.input, ec) && fs::equivalent(o.input, o.output, ec))
     fail("{}: output would overwrite the input", o.output);
   const auto start = std::chrono::steady_clock::now();
+  auto lap = [last = start](const char* what) mutable {
+    const auto now = std::chrono::steady_clock::now();
+    core::log_verbose("{}: {:.3f} s", what, std::chrono::duration<double>(now - last).count());
+    last = now;
+  };
 
   onnx::QuantizeOptions q;
   q.weight_type = o.weight_type == "quint8" ? onnx::QuantType::QUInt8 : onnx::QuantType::QInt8;
@@ -57,22 +62,29 @@ int run(const QuantizeOnnxOptions& o) {
         "cannot load; use --weight-type quint8 for such runtimes (docs/onnx.md)");
 
   onnx::Model model = onnx::load_model(o.input);
+  lap("load");
   onnx::check_model(model);  // also refuses opsets newer than libonnx knows
+  lap("check input");
   onnx::PassStats pre;
   if (!o.no_preprocess) pre = onnx::simplify(model.graph);
+  lap("pre-process");
   onnx::infer_shapes(model);
+  lap("shape inference");
   core::log_verbose("pre-processing: {} constants folded, {} nodes and {} initializers removed",
                     pre.constants_folded, pre.nodes_removed, pre.initializers_removed);
 
   onnx::QuantizeReport report = onnx::quantize_dynamic(model, q);
+  lap("quantize");
   model.header.set_producer_name("medquant");
   model.header.set_producer_version(MEDQUANT_VERSION);
   with_context(o.output + ": the quantized graph failed its check (a medquant bug)",
                [&] { onnx::check_model(model); });
+  lap("check output");
 
   onnx::SaveOptions save;
   if (o.external_data) save.external_data = onnx::SaveOptions::ExternalData::Always;
   onnx::save_model(model, o.output, save);
+  lap("save");
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
