@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -514,4 +515,55 @@ TEST_F(Safetensors, Folders) {
   write("twoidx/b.safetensors.index.json", "{}");
   EXPECT_THAT(error_of([&] { Checkpoint::open((dir_ / "twoidx").string()); }),
               HasSubstr("folder holds 2 safetensors indexes"));
+}
+
+// Random damage to a valid file: every outcome is either a file whose tensors
+// all lie inside it without overlapping, or a medquant::Error (never another
+// exception, a crash, or an out-of-bounds read under ASan).
+TEST_F(Safetensors, RandomCorruptionsAreCaughtOrHarmless) {
+  Builder b;
+  b.metadata("format", "pt");
+  b.tensor("a", "F32", {3, 4}, pattern(48, 1)).tensor("b", "BF16", {5}, pattern(10, 2));
+  b.tensor("c", "I64", {}, pattern(8, 3)).tensor("d", "U8", {0}, "");
+  const std::string good = b.bytes();
+  std::mt19937 rng(1234);
+  int errors = 0, readable = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string bad = good;
+    const int kind = static_cast<int>(rng() % 4);
+    if (kind == 0) {  // a few random bytes anywhere
+      for (int k = 0, n = 1 + static_cast<int>(rng() % 4); k < n; ++k)
+        bad[rng() % bad.size()] = static_cast<char>(rng());
+    } else if (kind == 1) {  // a digit of the header changed (offsets, shapes)
+      std::vector<size_t> digits;
+      for (size_t i = 8; i < bad.size() - b.data.size(); ++i)
+        if (bad[i] >= '0' && bad[i] <= '9') digits.push_back(i);
+      bad[digits[rng() % digits.size()]] = static_cast<char>('0' + rng() % 10);
+    } else if (kind == 2) {  // truncated anywhere
+      bad.resize(rng() % bad.size());
+    } else {  // header length off by a little
+      bad[0] = static_cast<char>(bad[0] + static_cast<int>(rng() % 17) - 8);
+    }
+    // A new name each time: rewriting one file in place makes ext4 flush it.
+    const std::string p = write(fmt::format("fuzz-{}.safetensors", iter), bad);
+    try {
+      SafetensorsFile f(p);
+      ++readable;
+      uint64_t prev_end = 0;
+      for (const TensorInfo& t : f.tensors()) {
+        ASSERT_LE(t.offset() + t.nbytes(), f.file_size());
+        if (t.nbytes() > 0) {
+          ASSERT_GE(t.begin, prev_end);
+          prev_end = t.end;
+        }
+        ASSERT_EQ(f.data(t).size(), t.nbytes());
+      }
+    } catch (const Error& e) {
+      ++errors;
+      ASSERT_THAT(e.what(), HasSubstr(p));
+    }
+    fs::remove(p);
+  }
+  EXPECT_GT(errors, 1000);
+  EXPECT_GT(readable, 100);  // e.g. a changed data byte is not an error
 }
