@@ -3,6 +3,8 @@
 #include "quant/kernels.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <string_view>
 
 #include "quant/blocks.h"
 
@@ -50,7 +52,13 @@ void requant_portable(int n, int nsub, const float* x, const float* d, const flo
 const SearchKernels kPortable{qkx_portable,     qx_portable,         q3_portable,
                               requant_portable, legacy_ref_portable, "portable"};
 
+// MEDQUANT_KERNELS=portable|avx2|avx512 caps the choice (for comparisons and
+// bug hunts; every choice gives the same bytes).
 const SearchKernels* best_kernels() {
+  const char* env = std::getenv("MEDQUANT_KERNELS");
+  const std::string_view cap = env ? env : "";
+  if (cap == "portable") return &kPortable;
+  if (cap == "avx2" && avx2_kernels()) return avx2_kernels();
   if (const SearchKernels* k = avx512_kernels()) return k;
   if (const SearchKernels* k = avx2_kernels()) return k;
   return &kPortable;

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"
+#include "quant/kernels.h"
 
 namespace medquant::quant {
 
@@ -134,6 +135,8 @@ size_t row_size(Type type, int64_t n) {
   }
   return bytes;
 }
+
+std::string_view active_kernels() { return detail::kernels().isa; }
 
 bool requires_imatrix(Type type) {
   return type == Type::IQ2_XXS || type == Type::IQ2_XS || type == Type::IQ1_S;

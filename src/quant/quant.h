@@ -143,6 +143,11 @@ void quantize_rows(Type type, const float* src, void* dst, int64_t nrows, int64_
 // ggml's to_float for the type.
 void dequantize_row(Type type, const void* src, float* dst, int64_t n);
 
+// The instruction set the codecs run with: "avx512", "avx2" or "portable"
+// (the environment variable MEDQUANT_KERNELS=portable|avx2 caps it). All of
+// them give the same bytes; this is for logs and benchmarks.
+std::string_view active_kernels();
+
 // A whole tensor: nrows rows of n_per_row values of src_dtype (F32, F16 or
 // BF16; converted to f32 a chunk of rows at a time) quantized into dst in
 // parallel on pool. The bytes do not depend on the number of threads.

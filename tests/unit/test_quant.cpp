@@ -14,6 +14,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "ggml.h"
+#include "ggml-quants.h"  // for dequantize_row_q8_K, which is no type trait
 #include "quant/kernels.h"
 #include "quant/quant.h"
 
@@ -294,6 +295,23 @@ TEST(QuantTypes, TraitsMatchGgml) {
   EXPECT_EQ(type_from_id(4), std::nullopt);
   EXPECT_EQ(type_from_id(31), std::nullopt);
   EXPECT_EQ(type_from_id(kTypeIdCount), std::nullopt);
+  EXPECT_FALSE(active_kernels().empty());
+}
+
+TEST(QuantTypes, DecodesQ8KLikeGgml) {
+  const int64_t n = 2560;
+  std::mt19937 rng(5);
+  std::vector<uint8_t> bytes(row_size(Type::Q8_K, n));
+  for (int trial = 0; trial < 20; ++trial) {
+    for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+    std::vector<float> ours(n), ref(n);
+    dequantize_row(Type::Q8_K, bytes.data(), ours.data(), n);
+    dequantize_row_q8_K(reinterpret_cast<const block_q8_K*>(bytes.data()), ref.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isnan(ours[i]) && std::isnan(ref[i])) continue;
+      ASSERT_EQ(core::float_bits(ours[i]), core::float_bits(ref[i])) << "value " << i;
+    }
+  }
 }
 
 TEST(QuantTypes, RejectsBadInput) {
