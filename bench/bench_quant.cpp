@@ -138,18 +138,18 @@ int main(int argc, char** argv) {
       auto g = times.find(bench_name("ggml", t, im));
       auto m = times.find(bench_name("medquant", t, im));
       if (g == times.end() || m == times.end()) continue;
-      const std::string label =
-          std::string(medquant::quant::type_name(t)) + (im ? " imatrix" : "");
+      const std::string label = std::string(medquant::quant::type_name(t)) + (im ? " imatrix" : "");
       std::printf("%-16s %12.1f %12.1f %8.2fx\n", label.c_str(), g->second, m->second,
                   g->second / m->second);
       if (json) {
-        std::fprintf(json,
-                     "{\"bench\":\"quant\",\"case\":\"%s\",\"rows\":%lld,\"cols\":%lld,"
-                     "\"threads\":1,\"time\":\"cpu\",\"peer\":\"ggml_quantize_chunk\",\"peer_ms\":%.3f,"
-                     "\"medquant_ms\":%.3f,\"speedup\":%.3f,\"kernels\":\"%s\"}\n",
-                     label.c_str(), static_cast<long long>(kRows), static_cast<long long>(kCols),
-                     g->second, m->second, g->second / m->second,
-                     std::string(medquant::quant::detail::kernels().isa).c_str());
+        std::fprintf(
+            json,
+            "{\"bench\":\"quant\",\"case\":\"%s\",\"rows\":%lld,\"cols\":%lld,"
+            "\"threads\":1,\"time\":\"cpu\",\"peer\":\"ggml_quantize_chunk\",\"peer_ms\":%.3f,"
+            "\"medquant_ms\":%.3f,\"speedup\":%.3f,\"kernels\":\"%s\"}\n",
+            label.c_str(), static_cast<long long>(kRows), static_cast<long long>(kCols), g->second,
+            m->second, g->second / m->second,
+            std::string(medquant::quant::detail::kernels().isa).c_str());
       }
     }
   }

@@ -13,8 +13,8 @@
 
 namespace medquant::quant::detail {
 
-inline constexpr int kQK = 256;  // QK_K: values per k-quant super-block
-inline constexpr int kQK32 = 32;  // QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0
+inline constexpr int kQK = 256;        // QK_K: values per k-quant super-block
+inline constexpr int kQK32 = 32;       // QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0
 inline constexpr int kScaleSize = 12;  // K_SCALE_SIZE
 
 struct BlockQ4_0 {
@@ -97,8 +97,12 @@ inline int nearest_int(float fval) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
-inline uint16_t to_half(float f) { return core::fp32_to_fp16(f); }
-inline float from_half(uint16_t h) { return core::fp16_to_fp32(h); }
+inline uint16_t to_half(float f) {
+  return core::fp32_to_fp16(f);
+}
+inline float from_half(uint16_t h) {
+  return core::fp16_to_fp32(h);
+}
 
 inline constexpr float kGroupMaxEps = 1e-15f;  // GROUP_MAX_EPS
 

@@ -167,7 +167,8 @@ void k4_impl_weights(const float* x, const float* qw, float* weights, float* sw)
   float sigma2 = 2 * sum_x2 / kQK;
   for (int j = 0; j < kQK / 32; ++j) {
     float* w = weights + 32 * j;
-    for (int l = 0; l < 32; ++l) w[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+    for (int l = 0; l < 32; ++l)
+      w[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += w[l];
     sw[j] = sumw;
@@ -246,7 +247,8 @@ void quantize_row_q2_K(const float* x, void* vy, int64_t n, const float* qw) {
       for (int j = 0; j < kQK / 16; ++j) {
         float* w = weights + kQK * i + 16 * j;
         const float* q = qw + kQK * i + 16 * j;
-        for (int l = 0; l < 16; ++l) w[l] = q[l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+        for (int l = 0; l < 16; ++l)
+          w[l] = q[l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
         float sum = 0;
         for (int l = 0; l < 16; ++l) sum += w[l];
         s.sw[16 * i + j] = sum;
@@ -317,7 +319,8 @@ void quantize_row_q3_K(const float* x, void* vy, int64_t n, const float* qw) {
       for (int j = 0; j < kQK / 16; ++j) {
         float* w = weights + kQK * i + 16 * j;
         const float* q = qw + kQK * i + 16 * j;
-        for (int l = 0; l < 16; ++l) w[l] = q[l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+        for (int l = 0; l < 16; ++l)
+          w[l] = q[l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
         float sumw = 0;
         for (int l = 0; l < 16; ++l) sumw += w[l];
         s.sw[16 * i + j] = sumw;
@@ -399,7 +402,8 @@ void quantize_row_q6_K(const float* x, void* vy, int64_t n, const float* qw) {
     }
     float iscale = -128.f / max_scale;
     y[i].d = to_half(1 / iscale);
-    for (int ib = 0; ib < kQK / 16; ++ib) y[i].scales[ib] = qmin(127, nearest_int(iscale * scales[ib]));
+    for (int ib = 0; ib < kQK / 16; ++ib)
+      y[i].scales[ib] = qmin(127, nearest_int(iscale * scales[ib]));
     float d[kQK / 16];
     for (int j = 0; j < kQK / 16; ++j) d[j] = from_half(y[i].d) * y[i].scales[j];
     kernels().requant(16, kQK / 16, xb, d, nullptr, -32, 31, 32, reinterpret_cast<uint8_t*>(L));
@@ -553,10 +557,14 @@ void dequantize_row_q6_K(const void* vx, float* y, int64_t k) {
       const uint8_t* ql = x[i].ql + 64 * h;
       const uint8_t* qh = x[i].qh + 32 * h;
       for (int l = 0; l < 32; ++l) {
-        q[128 * h + l + 0] = static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        q[128 * h + l + 32] = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        q[128 * h + l + 64] = static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        q[128 * h + l + 96] = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        q[128 * h + l + 0] =
+            static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        q[128 * h + l + 32] =
+            static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        q[128 * h + l + 64] =
+            static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        q[128 * h + l + 96] =
+            static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
       }
     }
     float ds[16];

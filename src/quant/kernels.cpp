@@ -34,7 +34,8 @@ void qx_portable(int n, int64_t nsub, int nmax, const float* x, const float* qw,
 }
 
 void q3_portable(int n, int64_t nsub, int nmax, const float* x, int8_t* L, float* scales) {
-  for (int64_t s = 0; s < nsub; ++s) scales[s] = make_q3_quants(n, nmax, x + n * s, L + n * s, true);
+  for (int64_t s = 0; s < nsub; ++s)
+    scales[s] = make_q3_quants(n, nmax, x + n * s, L + n * s, true);
 }
 
 void requant_portable(int n, int nsub, const float* x, const float* d, const float* dm, int lo,
@@ -68,7 +69,9 @@ std::atomic<const SearchKernels*> g_kernels{nullptr};
 
 }  // namespace
 
-const SearchKernels& portable_kernels() { return kPortable; }
+const SearchKernels& portable_kernels() {
+  return kPortable;
+}
 
 const SearchKernels& kernels() {
   const SearchKernels* k = g_kernels.load(std::memory_order_acquire);

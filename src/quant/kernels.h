@@ -32,8 +32,8 @@ struct SearchKernels {
   // [0, nsub) with d[j] != 0 and each i < n, L[n*j + i] = offset +
   // clamp(nearest_int(dm ? (x[n*j+i] + dm[j]) / d[j] : x[n*j+i] / d[j]), lo, hi).
   // Sub-blocks with d[j] == 0 keep their L.
-  void (*requant)(int n, int nsub, const float* x, const float* d, const float* dm, int lo,
-                  int hi, int offset, uint8_t* L);
+  void (*requant)(int n, int nsub, const float* x, const float* d, const float* dm, int lo, int hi,
+                  int offset, uint8_t* L);
   // quantize_row_{q4_0,q4_1,q5_0,q5_1,q8_0}_ref on nb blocks (several
   // blocks per vector: lane k scans block k in ggml's order).
   void (*legacy_ref)(Legacy kind, const float* x, void* y, int64_t nb);
@@ -50,7 +50,7 @@ bool set_isa(Isa isa);
 
 const SearchKernels& portable_kernels();
 void legacy_ref_portable(Legacy kind, const float* x, void* y, int64_t nb);  // legacy.cpp
-const SearchKernels* avx2_kernels();    // null if not built
-const SearchKernels* avx512_kernels();  // null if not built
+const SearchKernels* avx2_kernels();                                         // null if not built
+const SearchKernels* avx512_kernels();                                       // null if not built
 
 }  // namespace medquant::quant::detail

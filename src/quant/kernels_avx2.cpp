@@ -18,8 +18,8 @@ namespace medquant::quant::detail::avx2 {
 namespace medquant::quant::detail {
 
 const SearchKernels* avx2_kernels() {
-  static const SearchKernels k{avx2::qkx_simd, avx2::qx_simd, avx2::q3_simd, avx2::requant_simd, avx2::legacy_ref_simd,
-                                  "avx2"};
+  static const SearchKernels k{avx2::qkx_simd,     avx2::qx_simd,         avx2::q3_simd,
+                               avx2::requant_simd, avx2::legacy_ref_simd, "avx2"};
   return __builtin_cpu_supports("avx2") ? &k : nullptr;
 }
 

@@ -18,8 +18,8 @@ namespace medquant::quant::detail::avx512 {
 namespace medquant::quant::detail {
 
 const SearchKernels* avx512_kernels() {
-  static const SearchKernels k{avx512::qkx_simd, avx512::qx_simd, avx512::q3_simd, avx512::requant_simd, avx512::legacy_ref_simd,
-                                  "avx512"};
+  static const SearchKernels k{avx512::qkx_simd,     avx512::qx_simd,         avx512::q3_simd,
+                               avx512::requant_simd, avx512::legacy_ref_simd, "avx512"};
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   return ok ? &k : nullptr;

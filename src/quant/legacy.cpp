@@ -14,8 +14,12 @@ namespace {
 
 // ggml writes (int8_t)(float) and (uint8_t)(float); on x86 that is a
 // truncating conversion to int32 and keeping the low byte.
-inline int8_t trunc_i8(float f) { return static_cast<int8_t>(static_cast<int>(f)); }
-inline uint8_t trunc_u8(float f) { return static_cast<uint8_t>(static_cast<int>(f)); }
+inline int8_t trunc_i8(float f) {
+  return static_cast<int8_t>(static_cast<int>(f));
+}
+inline uint8_t trunc_u8(float f) {
+  return static_cast<uint8_t>(static_cast<int>(f));
+}
 
 void q4_0_ref(const float* x, BlockQ4_0* y, int64_t k) {
   const int qk = kQK32;
@@ -174,11 +178,16 @@ void pack_5bit(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
 void legacy_ref_portable(Legacy kind, const float* x, void* y, int64_t nb) {
   const int64_t n = nb * kQK32;
   switch (kind) {
-    case Legacy::Q4_0: return q4_0_ref(x, static_cast<BlockQ4_0*>(y), n);
-    case Legacy::Q4_1: return q4_1_ref(x, static_cast<BlockQ4_1*>(y), n);
-    case Legacy::Q5_0: return q5_0_ref(x, static_cast<BlockQ5_0*>(y), n);
-    case Legacy::Q5_1: return q5_1_ref(x, static_cast<BlockQ5_1*>(y), n);
-    case Legacy::Q8_0: return q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
+    case Legacy::Q4_0:
+      return q4_0_ref(x, static_cast<BlockQ4_0*>(y), n);
+    case Legacy::Q4_1:
+      return q4_1_ref(x, static_cast<BlockQ4_1*>(y), n);
+    case Legacy::Q5_0:
+      return q5_0_ref(x, static_cast<BlockQ5_0*>(y), n);
+    case Legacy::Q5_1:
+      return q5_1_ref(x, static_cast<BlockQ5_1*>(y), n);
+    case Legacy::Q8_0:
+      return q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
   }
 }
 

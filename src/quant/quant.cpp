@@ -31,7 +31,9 @@ void quantize_f16(const float* x, void* y, int64_t n, const float*) {
 void quantize_bf16(const float* x, void* y, int64_t n, const float*) {
   core::fp32_to_bf16_row(x, static_cast<uint16_t*>(y), n);
 }
-void dequantize_f32(const void* x, float* y, int64_t n) { std::memcpy(y, x, n * sizeof(float)); }
+void dequantize_f32(const void* x, float* y, int64_t n) {
+  std::memcpy(y, x, n * sizeof(float));
+}
 void dequantize_f16(const void* x, float* y, int64_t n) {
   core::fp16_to_fp32_row(static_cast<const uint16_t*>(x), y, n);
 }
@@ -121,7 +123,9 @@ std::optional<Type> parse_type(std::string_view name) {
   return std::nullopt;
 }
 
-const TypeTraits& traits(Type type) { return entry(type).traits; }
+const TypeTraits& traits(Type type) {
+  return entry(type).traits;
+}
 
 size_t row_size(Type type, int64_t n) {
   const TypeTraits& t = traits(type);
@@ -136,7 +140,9 @@ size_t row_size(Type type, int64_t n) {
   return bytes;
 }
 
-std::string_view active_kernels() { return detail::kernels().isa; }
+std::string_view active_kernels() {
+  return detail::kernels().isa;
+}
 
 bool requires_imatrix(Type type) {
   return type == Type::IQ2_XXS || type == Type::IQ2_XS || type == Type::IQ1_S;
@@ -152,7 +158,8 @@ void quantize_rows(Type type, const float* src, void* dst, int64_t nrows, int64_
   auto* out = static_cast<uint8_t*>(dst);
   // ggml passes imatrix to the float types too and ignores it there.
   for (int64_t r = 0; r < nrows; ++r) {
-    e.quantize(src + r * n_per_row, out + r * rs, n_per_row, e.traits.is_quantized ? imatrix : nullptr);
+    e.quantize(src + r * n_per_row, out + r * rs, n_per_row,
+               e.traits.is_quantized ? imatrix : nullptr);
   }
 }
 

@@ -120,7 +120,9 @@ std::optional<Type> type_from_id(uint32_t id);
 std::optional<Type> parse_type(std::string_view name);
 
 const TypeTraits& traits(Type type);
-inline std::string_view type_name(Type type) { return traits(type).name; }
+inline std::string_view type_name(Type type) {
+  return traits(type).name;
+}
 
 // Bytes of a row of n values; throws Error if n is not a multiple of the
 // block size.
@@ -153,9 +155,9 @@ std::string_view active_kernels();
 // parallel on pool. The bytes do not depend on the number of threads.
 // progress, if given, is advanced by the number of values done.
 struct TensorStats {
-  double rmse = 0;        // sqrt(mean((dequantize(q) - x)^2)) over all values
+  double rmse = 0;         // sqrt(mean((dequantize(q) - x)^2)) over all values
   double max_abs_err = 0;  // largest |dequantize(q) - x|
-  double rms_source = 0;  // sqrt(mean(x^2)), to put rmse in scale
+  double rms_source = 0;   // sqrt(mean(x^2)), to put rmse in scale
 };
 TensorStats quantize_tensor(Type type, core::DType src_dtype, const void* src, void* dst,
                             int64_t nrows, int64_t n_per_row, const float* imatrix,

@@ -29,8 +29,7 @@ struct ChunkStats {
 
 // fp16 -> f32 with F16C: the same floats as core::fp16_to_fp32_row except
 // that signalling NaNs come out quiet, and NaN sources are rejected anyway.
-__attribute__((target("avx,f16c"))) void fp16_to_fp32_f16c(const uint16_t* h, float* f,
-                                                             int64_t n) {
+__attribute__((target("avx,f16c"))) void fp16_to_fp32_f16c(const uint16_t* h, float* f, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));

@@ -13,8 +13,8 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
-#include "ggml.h"
 #include "ggml-quants.h"  // for dequantize_row_q8_K, which is no type trait
+#include "ggml.h"
 #include "quant/kernels.h"
 #include "quant/quant.h"
 
@@ -36,26 +36,39 @@ enum class Dist {
   BlockScales,
   Denormal,
 };
-const Dist kDists[] = {Dist::Normal,   Dist::Uniform,     Dist::HeavyTail, Dist::Zero,
-                       Dist::Constant, Dist::NegConstant, Dist::Outlier,   Dist::Tiny,
-                       Dist::Subnormal, Dist::Sparse,     Dist::Positive,  Dist::BlockScales,
+const Dist kDists[] = {Dist::Normal,    Dist::Uniform,     Dist::HeavyTail, Dist::Zero,
+                       Dist::Constant,  Dist::NegConstant, Dist::Outlier,   Dist::Tiny,
+                       Dist::Subnormal, Dist::Sparse,      Dist::Positive,  Dist::BlockScales,
                        Dist::Denormal};
 
 const char* dist_name(Dist d) {
   switch (d) {
-    case Dist::Normal: return "normal";
-    case Dist::Uniform: return "uniform";
-    case Dist::HeavyTail: return "heavy-tailed";
-    case Dist::Zero: return "all-zero";
-    case Dist::Constant: return "constant";
-    case Dist::NegConstant: return "negative-constant";
-    case Dist::Outlier: return "one-huge-outlier";
-    case Dist::Tiny: return "tiny";
-    case Dist::Subnormal: return "fp16-subnormal";
-    case Dist::Sparse: return "sparse";
-    case Dist::Positive: return "positive";
-    case Dist::BlockScales: return "per-block-scales";
-    case Dist::Denormal: return "float-denormal";
+    case Dist::Normal:
+      return "normal";
+    case Dist::Uniform:
+      return "uniform";
+    case Dist::HeavyTail:
+      return "heavy-tailed";
+    case Dist::Zero:
+      return "all-zero";
+    case Dist::Constant:
+      return "constant";
+    case Dist::NegConstant:
+      return "negative-constant";
+    case Dist::Outlier:
+      return "one-huge-outlier";
+    case Dist::Tiny:
+      return "tiny";
+    case Dist::Subnormal:
+      return "fp16-subnormal";
+    case Dist::Sparse:
+      return "sparse";
+    case Dist::Positive:
+      return "positive";
+    case Dist::BlockScales:
+      return "per-block-scales";
+    case Dist::Denormal:
+      return "float-denormal";
   }
   return "?";
 }
@@ -124,10 +137,14 @@ const Imatrix kImatrices[] = {Imatrix::None, Imatrix::Random, Imatrix::HugeEntri
                               Imatrix::SomeZero};
 const char* imatrix_name(Imatrix m) {
   switch (m) {
-    case Imatrix::None: return "no imatrix";
-    case Imatrix::Random: return "random imatrix";
-    case Imatrix::HugeEntries: return "imatrix with huge entries";
-    case Imatrix::SomeZero: return "imatrix with zeros";
+    case Imatrix::None:
+      return "no imatrix";
+    case Imatrix::Random:
+      return "random imatrix";
+    case Imatrix::HugeEntries:
+      return "imatrix with huge entries";
+    case Imatrix::SomeZero:
+      return "imatrix with zeros";
   }
   return "?";
 }
@@ -194,7 +211,9 @@ std::vector<detail::Isa> available_isas() {
 
 class QuantVsGgml : public ::testing::TestWithParam<Type> {
  protected:
-  void TearDown() override { detail::set_isa(detail::Isa::Avx512) || detail::set_isa(detail::Isa::Avx2); }
+  void TearDown() override {
+    detail::set_isa(detail::Isa::Avx512) || detail::set_isa(detail::Isa::Avx2);
+  }
 };
 
 TEST_P(QuantVsGgml, BytesAndDecodeMatch) {
@@ -267,6 +286,87 @@ INSTANTIATE_TEST_SUITE_P(AllCodecs, QuantVsGgml, ::testing::ValuesIn(kCodecTypes
                          [](const ::testing::TestParamInfo<Type>& info) {
                            return std::string(type_name(info.param));
                          });
+
+// Each SIMD kernel against the portable one on its own, with sub-block
+// counts that leave partly filled vectors (the row codecs rarely do).
+TEST(QuantKernels, SimdMatchesPortable) {
+  const detail::SearchKernels& ref = detail::portable_kernels();
+  std::vector<const detail::SearchKernels*> fast;
+  if (detail::avx2_kernels()) fast.push_back(detail::avx2_kernels());
+  if (detail::avx512_kernels()) fast.push_back(detail::avx512_kernels());
+  if (fast.empty()) GTEST_SKIP() << "no SIMD kernels on this CPU";
+  auto same_floats = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+  };
+  uint32_t seed = 100;
+  for (const detail::SearchKernels* k : fast) {
+    for (int n : {16, 32}) {
+      for (int64_t nsub : {1, 7, 16, 17, 33, 50}) {
+        for (Dist dist : {Dist::Normal, Dist::BlockScales, Dist::Sparse, Dist::Outlier}) {
+          const std::vector<float> x = make_rows(dist, 1, n * nsub, seed++);
+          const std::vector<float> w = make_imatrix(Imatrix::Random, n * nsub, seed++);
+          const std::string what = std::string(k->isa) + " n=" + std::to_string(n) +
+                                   " nsub=" + std::to_string(nsub) + " " + dist_name(dist);
+          for (bool qkx3 : {false, true}) {
+            for (bool mad : {false, true}) {
+              std::vector<uint8_t> La(n * nsub), Lb(n * nsub);
+              std::vector<float> sa(nsub), sb(nsub), ma(nsub), mb(nsub);
+              ref.qkx(n, nsub, 15, x.data(), w.data(), La.data(), sa.data(), ma.data(), -0.9f,
+                      0.05f, 36, mad, qkx3);
+              k->qkx(n, nsub, 15, x.data(), w.data(), Lb.data(), sb.data(), mb.data(), -0.9f, 0.05f,
+                     36, mad, qkx3);
+              ASSERT_EQ(La, Lb) << "qkx " << what;
+              ASSERT_TRUE(same_floats(sa, sb) && same_floats(ma, mb)) << "qkx " << what;
+            }
+          }
+          for (int nmax : {4, 8, 32}) {
+            for (const float* qw :
+                 {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+              std::vector<int8_t> La(n * nsub), Lb(n * nsub);
+              std::vector<float> sa(nsub), sb(nsub);
+              ref.qx(n, nsub, nmax, x.data(), qw, La.data(), sa.data());
+              k->qx(n, nsub, nmax, x.data(), qw, Lb.data(), sb.data());
+              ASSERT_EQ(La, Lb) << "qx nmax " << nmax << " " << what;
+              ASSERT_TRUE(same_floats(sa, sb)) << "qx nmax " << nmax << " " << what;
+            }
+          }
+          {
+            std::vector<int8_t> La(n * nsub), Lb(n * nsub);
+            std::vector<float> sa(nsub), sb(nsub);
+            ref.q3(n, nsub, 4, x.data(), La.data(), sa.data());
+            k->q3(n, nsub, 4, x.data(), Lb.data(), sb.data());
+            ASSERT_EQ(La, Lb) << "q3 " << what;
+            ASSERT_TRUE(same_floats(sa, sb)) << "q3 " << what;
+          }
+          if (nsub <= 16) {
+            std::vector<float> d(nsub), dm(nsub);
+            for (int64_t j = 0; j < nsub; ++j) {
+              d[j] = j % 5 == 0 ? 0.f : 0.003f * (1 + j);
+              dm[j] = 0.01f * j;
+            }
+            for (const float* m :
+                 {static_cast<const float*>(nullptr), static_cast<const float*>(dm.data())}) {
+              std::vector<uint8_t> La(n * nsub, 7), Lb(n * nsub, 7);
+              ref.requant(n, nsub, x.data(), d.data(), m, -4, 3, 4, La.data());
+              k->requant(n, nsub, x.data(), d.data(), m, -4, 3, 4, Lb.data());
+              ASSERT_EQ(La, Lb) << "requant " << what;
+            }
+          }
+        }
+      }
+    }
+    for (int64_t nb : {1, 5, 17, 40}) {
+      const std::vector<float> x = make_rows(Dist::BlockScales, 1, 32 * nb, seed++);
+      for (auto kind : {detail::Legacy::Q4_0, detail::Legacy::Q4_1, detail::Legacy::Q5_0,
+                        detail::Legacy::Q5_1, detail::Legacy::Q8_0}) {
+        std::vector<uint8_t> a(36 * nb, 0), b(36 * nb, 0);
+        ref.legacy_ref(kind, x.data(), a.data(), nb);
+        k->legacy_ref(kind, x.data(), b.data(), nb);
+        ASSERT_EQ(a, b) << k->isa << " legacy kind " << static_cast<int>(kind) << " nb " << nb;
+      }
+    }
+  }
+}
 
 TEST(QuantTypes, TraitsMatchGgml) {
   for (uint32_t id = 0; id < kTypeIdCount; ++id) {
@@ -342,15 +442,16 @@ TEST(QuantTensor, MatchesGgmlAtAnyThreadCount) {
   for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0, Type::Q5_1, Type::F16}) {
     const auto gtype = static_cast<ggml_type>(type);
     const size_t rs = row_size(type, n);
-    for (const float* imatrix : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+    for (const float* imatrix :
+         {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
       struct Src {
         core::DType dtype;
         const void* data;
         const float* f32;
       };
-      for (Src src : {Src{core::DType::F32, x.data(), x.data()},
-                      Src{core::DType::F16, h.data(), xh.data()},
-                      Src{core::DType::BF16, b.data(), xb.data()}}) {
+      for (Src src :
+           {Src{core::DType::F32, x.data(), x.data()}, Src{core::DType::F16, h.data(), xh.data()},
+            Src{core::DType::BF16, b.data(), xb.data()}}) {
         std::vector<uint8_t> ref(nrows * rs), a(nrows * rs), c(nrows * rs);
         ggml_quantize_chunk(gtype, src.f32, ref.data(), 0, nrows, n, imatrix);
         const TensorStats s1 =
