@@ -36,14 +36,16 @@ std::vector<std::string> hash_tensors(const Checkpoint& ck) {
   core::Progress progress("hashing tensors", total, core::ProgressUnit::Bytes);
   core::default_pool().parallel_for(0, tensors.size(), [&](size_t i) {
     core::Sha256 h;
-    auto bytes = tensors[i].bytes();
+    const auto bytes = tensors[i].bytes();
+    const auto& mapped = tensors[i].file->mapped();
     constexpr size_t kChunk = 16 << 20;
     for (size_t off = 0; off < bytes.size(); off += kChunk) {
       const size_t n = std::min(kChunk, bytes.size() - off);
       h.update(bytes.data() + off, n);
+      // Drop pages as we go so memory stays flat even for a 1 GiB embedding.
+      mapped.release(tensors[i].info->offset() + off, n);
       progress.add(n);
     }
-    tensors[i].file->release(*tensors[i].info);
     hashes[i] = h.hex_digest();
   });
   return hashes;
