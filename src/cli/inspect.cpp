@@ -26,6 +26,7 @@ constexpr InspectFormat kFormats[] = {
      inspect_safetensors},
     {".gguf", is_gguf, inspect_gguf},
     {".onnx", is_onnx, inspect_onnx},
+    {".bin, .pt, .pth or .ckpt (torch.save zip)", is_torch, inspect_torch},
 };
 
 int run_inspect(const InspectOptions& options) {

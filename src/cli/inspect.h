@@ -29,5 +29,7 @@ bool is_gguf(const InspectProbe& probe);
 int inspect_gguf(const InspectOptions& options);
 bool is_onnx(const InspectProbe& probe);
 int inspect_onnx(const InspectOptions& options);
+bool is_torch(const InspectProbe& probe);
+int inspect_torch(const InspectOptions& options);
 
 }  // namespace medquant::cli
