@@ -35,11 +35,12 @@ enum class Dist {
   Positive,
   BlockScales,
   Denormal,
+  NonFinite,
 };
 const Dist kDists[] = {Dist::Normal,    Dist::Uniform,     Dist::HeavyTail, Dist::Zero,
                        Dist::Constant,  Dist::NegConstant, Dist::Outlier,   Dist::Tiny,
                        Dist::Subnormal, Dist::Sparse,      Dist::Positive,  Dist::BlockScales,
-                       Dist::Denormal};
+                       Dist::Denormal,  Dist::NonFinite};
 
 const char* dist_name(Dist d) {
   switch (d) {
@@ -69,6 +70,8 @@ const char* dist_name(Dist d) {
       return "per-block-scales";
     case Dist::Denormal:
       return "float-denormal";
+    case Dist::NonFinite:
+      return "with-nan-and-inf";
   }
   return "?";
 }
@@ -123,6 +126,11 @@ std::vector<float> make_rows(Dist d, int64_t nrows, int64_t n, uint32_t seed) {
           const float shift = rng() % 3 == 0 ? s * normal(rng) : 0.f;
           for (int64_t j = i; j < std::min(n, i + 16); ++j) row[j] = shift + s * normal(rng);
         }
+        break;
+      case Dist::NonFinite:  // garbage in, but the same garbage out as ggml
+        for (int64_t i = 0; i < n; ++i) row[i] = 0.02f * normal(rng);
+        row[rng() % n] = NAN;
+        row[rng() % n] = r % 2 ? INFINITY : -INFINITY;
         break;
       case Dist::Denormal:  // scales whose inverse overflows to inf
         for (int64_t i = 0; i < n; ++i) row[i] = rng() % 2 ? 1e-39f * normal(rng) : 0.f;
