@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   cli::Commands commands;
   cli::add_inspect_command(app, commands);
   cli::add_fetch_command(app, commands);
+  cli::add_verify_command(app, commands);
   cli::add_quantize_gguf_command(app, commands);
   cli::add_quantize_onnx_command(app, commands);
   // Global flags are accepted after the subcommand too ("medquant inspect f -q").

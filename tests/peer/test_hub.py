@@ -461,3 +461,206 @@ def test_huggingface_hub_reuses_medquant_local_dir(hub, home, tmp_path):
     """, env_for(hub, home))
     # It asked for the metadata (HEAD), found our copies current, and downloaded nothing.
     assert hub.logged("HEAD", "/resolve/") and not hub.logged("GET", "/resolve/") and not cdn_gets(hub)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify(target, home=None, *args, expect=0):
+    env = env_for("http://127.0.0.1:9", home) if home else None
+    r = subprocess.run([MEDQUANT, "verify", str(target), *map(str, args)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    if expect is not None:
+        assert r.returncode == expect, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r
+
+
+def rows(report: str) -> list[tuple[str, str, str]]:
+    """(status, check, detail) of each table row."""
+    out = []
+    for line in report.splitlines():
+        m = re.match(r"  (ok|warn|FAIL|n/a)\s+(.+?)\s{2,}(.*)$", line)
+        if m:
+            out.append(m.groups())
+    return out
+
+
+def flip_byte(path: Path, offset: int):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def split_safetensors(data: bytes, parts: int) -> tuple[dict[str, bytes], dict]:
+    """A sharded checkpoint (shards + index) of one safetensors file's bytes."""
+    import struct
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    names = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    body = data[8 + n:]
+    files, weight_map = {}, {}
+    for i in range(parts):
+        chunk = names[i::parts]
+        h, blobs, off = {}, [], 0
+        for name in chunk:
+            b, e = header[name]["data_offsets"]
+            h[name] = {**header[name], "data_offsets": [off, off + e - b]}
+            blobs.append(body[b:e])
+            off += e - b
+        if meta:
+            h["__metadata__"] = meta
+        hj = json.dumps(h).encode()
+        hj += b" " * (-len(hj) % 8)
+        shard = f"model-{i + 1:05d}-of-{parts:05d}.safetensors"
+        files[shard] = struct.pack("<Q", len(hj)) + hj + b"".join(blobs)
+        weight_map.update({name: shard for name in chunk})
+    index = {"metadata": {"total_size": len(body)}, "weight_map": weight_map}
+    return files, index
+
+
+def test_verify_fetched_snapshots(hub, home):
+    for repo in (GEMMA, CLIP):
+        snap = Path(fetch(hub, home, repo).stdout.strip())
+        r = verify(snap)
+        assert "verdict: ok" in r.stdout
+        got = {c: (s, d) for s, c, d in rows(r.stdout)}
+        assert got["recorded hashes"][0] == "ok"
+        assert got["recorded hashes"][1].startswith(f"{len(list(p for p in snap.rglob('*') if not p.is_dir()))} file(s) match")
+        assert got["config <-> tensors"][0] == "ok"
+        assert "hashes: hub snapshot" in r.stdout
+    # A repo id is looked up in the cache, as huggingface_hub would.
+    r = verify(GEMMA, home)
+    assert "verdict: ok" in r.stdout and hub.gemma_sha in r.stdout
+    r = verify(f"{GEMMA}@v1", home, expect=1)
+    assert "not in the cache" in r.stderr
+
+
+def test_verify_catches_a_flipped_byte(hub, home, tmp_path):
+    snap = Path(fetch(hub, home, GEMMA).stdout.strip())
+    weights = snap / "model.safetensors"
+    flip_byte(Path(os.path.realpath(weights)), weights.stat().st_size - 100)  # in the tensor data
+    r = verify(snap, expect=1)
+    bad = [x for x in rows(r.stdout) if x[0] == "FAIL"]
+    assert [x[1] for x in bad] == ["sha256 model.safetensors", "recorded hashes"]
+    assert f"recorded {hashlib.sha256(hub.gemma_files['model.safetensors']).hexdigest()}" in bad[0][2]
+    assert "verdict: FAIL" in r.stdout
+    # The same in a --local-dir copy (recorded in .cache/huggingface/download), for a small file.
+    out = tmp_path / "plain"
+    fetch(hub, home, CLIP, "--local-dir", out)
+    assert "verdict: ok" in verify(out).stdout
+    text = (out / "vocab.txt").read_bytes()
+    flip_byte(out / "vocab.txt", len(text) // 2)
+    r = verify(out, expect=1)
+    assert ("FAIL", "git-sha1 vocab.txt") in [x[:2] for x in rows(r.stdout)]
+    # --no-hashes skips exactly that.
+    assert "verdict: ok" in verify(out, None, "--no-hashes").stdout
+
+
+def test_verify_catches_a_missing_shard(hub, home):
+    shards, index = split_safetensors(hub.gemma_files["model.safetensors"], 2)
+    files = {k: v for k, v in hub.gemma_files.items() if k != "model.safetensors"}
+    files.update(shards)
+    files["model.safetensors.index.json"] = json.dumps(index, indent=2).encode()
+    repo = hub.repos.get(SHARDED) or hub.add_repo(SHARDED)
+    sha = repo.commit(files)
+    snap = Path(fetch(hub, home, SHARDED).stdout.strip())
+    r = verify(snap)
+    assert ("ok", "shards of model.safetensors.index.json", "all 2 shard(s) present") in rows(r.stdout)
+    assert ("ok", "config <-> tensors") in [x[:2] for x in rows(r.stdout)]
+    (snap / "model-00002-of-00002.safetensors").unlink()
+    r = verify(snap, expect=1)
+    failed = {c: d for s, c, d in rows(r.stdout) if s == "FAIL"}
+    assert "1 of 2 shard(s) missing: model-00002-of-00002.safetensors" in failed["shards of model.safetensors.index.json"]
+    assert "weights" in failed
+    # Fetching only part of a sharded checkpoint is caught the same way.
+    home2 = home.parent / "hf2"
+    fetch(hub, home2, SHARDED, "--exclude", "model-00001-of-00002.safetensors")
+    r = verify(repo_dir(home2, SHARDED) / "snapshots" / sha, expect=1)
+    assert "model-00001-of-00002.safetensors" in r.stdout and "were not fetched" in r.stdout
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda c: c["text_config"].update(num_hidden_layers=c["text_config"]["num_hidden_layers"] - 1),
+     "tensors the config does not imply: language_model.model.layers.5."),
+    (lambda c: c["text_config"].update(intermediate_size=c["text_config"]["intermediate_size"] * 2),
+     "shapes disagree with the config"),
+    (lambda c: c["vision_config"].update(num_hidden_layers=3),
+     "tensors the config implies are missing: vision_tower.vision_model.encoder.layers.2."),
+    (lambda c: c.update(dtype="float32"), "dtypes disagree with the config"),
+])
+def test_verify_catches_config_weight_disagreement(tmp_path, edit, expected):
+    src = FIXTURES / "tiny-gemma3"
+    if not src.is_dir():
+        pytest.skip("tests/fixtures/tiny-gemma3 is not there")
+    folder = tmp_path / "model"
+    shutil.copytree(src, folder)
+    assert "verdict: ok" in verify(folder).stdout
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    r = verify(folder, expect=1)
+    assert any(s == "FAIL" and c == "config <-> tensors" and expected in d for s, c, d in rows(r.stdout)), r.stdout
+
+
+def test_verify_biomedclip_config_disagreement(tmp_path):
+    src = FIXTURES / "tiny-biomedclip"
+    if not src.is_dir():
+        pytest.skip("tests/fixtures/tiny-biomedclip is not there")
+    folder = tmp_path / "model"
+    shutil.copytree(src, folder)
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    config["model_cfg"]["embed_dim"] += 16
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    r = verify(folder, expect=1)
+    assert "visual.head.proj.weight is [" in r.stdout and "text.proj.2.weight" in r.stdout
+
+
+def test_verify_onnx_and_gguf_files(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    good = tmp_path / "good.onnx"
+    onnx.save(model, good)
+    r = verify(good)
+    assert ("ok", "ONNX good.onnx") in [x[:2] for x in rows(r.stdout)]
+    bad = tmp_path / "bad.onnx"
+    model.graph.node[0].input[1] = "nowhere"  # an input nothing produces
+    onnx.save(model, bad)
+    assert ("FAIL", "ONNX bad.onnx") in [x[:2] for x in rows(verify(bad, expect=1).stdout)]
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(good.read_bytes()[:-20])
+    verify(cut, expect=1)
+
+    import gguf
+    def write_gguf(path, values):
+        wr = gguf.GGUFWriter(str(path), "llama")
+        wr.add_tensor("t", np.array(values, dtype=np.float32))
+        wr.write_header_to_file()
+        wr.write_kv_data_to_file()
+        wr.write_tensors_to_file()
+        wr.close()
+    write_gguf(tmp_path / "good.gguf", [1.0] * 32)
+    r = verify(tmp_path / "good.gguf")
+    assert ("ok", "GGUF data good.gguf") in [x[:2] for x in rows(r.stdout)] and "architecture llama" in r.stdout
+    write_gguf(tmp_path / "nan.gguf", [1.0] * 31 + [float("nan")])
+    r = verify(tmp_path / "nan.gguf", expect=1)
+    assert ("FAIL", "GGUF data nan.gguf") in [x[:2] for x in rows(r.stdout)]
+    (tmp_path / "cut.gguf").write_bytes((tmp_path / "good.gguf").read_bytes()[:-64])
+    r = verify(tmp_path / "cut.gguf", expect=1)
+    assert ("FAIL", "GGUF cut.gguf") in [x[:2] for x in rows(r.stdout)]
+
+
+def test_verify_unusable_targets(tmp_path):
+    r = verify(tmp_path / "absent", expect=1)
+    assert "no such file or folder" in r.stderr
+    (tmp_path / "notes.txt").write_text("hello")
+    r = verify(tmp_path, expect=1)
+    assert "not a model folder medquant recognises" in r.stdout
+    r = verify(tmp_path / "notes.txt", expect=1)
+    assert "not a model file medquant verifies" in r.stdout

@@ -18,6 +18,7 @@
 #include "hub/cache.h"
 #include "hub/glob.h"
 #include "hub/http.h"
+#include "hub/model_specs.h"
 
 using namespace medquant;
 using namespace medquant::hub;
@@ -329,4 +330,117 @@ TEST(Cache, FileLockIsExclusive) {
   int fd = ::open(path.c_str(), O_RDWR);
   EXPECT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);  // released with the object
   ::close(fd);
+}
+
+// ---------------------------------------------------------------- model specs
+
+namespace {
+
+nlohmann::json tiny_gemma3_config() {
+  return nlohmann::json::parse(R"({
+    "model_type": "gemma3", "torch_dtype": "bfloat16",
+    "text_config": {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4,
+                    "vocab_size": 32},
+    "vision_config": {"hidden_size": 6, "intermediate_size": 12, "num_hidden_layers": 1,
+                      "image_size": 28, "patch_size": 14, "num_channels": 3,
+                      "vision_use_head": false}})");
+}
+
+TensorTable table_from(const ModelSpec& spec) {
+  TensorTable t;
+  for (const auto& [name, s] : spec.tensors)
+    if (!s.optional) t[name] = {s.dtype.value_or(core::DType::BF16), s.shape};
+  return t;
+}
+
+}  // namespace
+
+TEST(ModelSpecs, Gemma3FromConfig) {
+  ModelSpec s = gemma3_spec(tiny_gemma3_config(), {"language_model.model.norm.weight"});
+  EXPECT_EQ(s.float_dtype, core::DType::BF16);
+  // text: embed + norm + 2 x (4 norms + 4 proj + 2 qk norms + 3 mlp); vision: 3 + 1 x 16 + 2; projector: 2
+  EXPECT_EQ(s.tensors.size(), 2u + 2 * 13 + 3 + 16 + 2 + 2);
+  EXPECT_EQ(s.tensors.at("language_model.model.layers.1.self_attn.q_proj.weight").shape,
+            (std::vector<int64_t>{8, 8}));
+  EXPECT_EQ(s.tensors.at("language_model.model.layers.1.self_attn.k_proj.weight").shape,
+            (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(s.tensors.at("vision_tower.vision_model.embeddings.position_embedding.weight").shape,
+            (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(s.tensors.at("multi_modal_projector.mm_input_projection_weight").shape,
+            (std::vector<int64_t>{6, 8}));
+  EXPECT_TRUE(s.assumptions.empty()) << s.assumptions[0];
+  EXPECT_TRUE(compare_tensors(s, table_from(s)).empty());
+  // The transformers >= 4.52 layout is recognised by its names.
+  ModelSpec s2 = gemma3_spec(tiny_gemma3_config(), {"model.language_model.norm.weight"});
+  EXPECT_TRUE(s2.tensors.count("model.vision_tower.vision_model.post_layernorm.bias"));
+}
+
+TEST(ModelSpecs, Gemma3DefaultsAsTransformers) {
+  // MedGemma's config leaves head counts and vocab to Gemma3TextConfig's defaults.
+  auto c = nlohmann::json::parse(R"({"model_type": "gemma3",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34},
+    "vision_config": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                      "num_attention_heads": 16, "image_size": 896, "patch_size": 14,
+                      "vision_use_head": false}})");
+  ModelSpec s = gemma3_spec(c, {});
+  EXPECT_EQ(s.tensors.at("language_model.model.embed_tokens.weight").shape,
+            (std::vector<int64_t>{262208, 2560}));
+  EXPECT_EQ(s.tensors.at("language_model.model.layers.33.self_attn.q_proj.weight").shape,
+            (std::vector<int64_t>{8 * 256, 2560}));
+  EXPECT_EQ(s.tensors.at("language_model.model.layers.0.self_attn.k_proj.weight").shape,
+            (std::vector<int64_t>{4 * 256, 2560}));
+  EXPECT_EQ(s.tensors.at("vision_tower.vision_model.embeddings.position_embedding.weight").shape,
+            (std::vector<int64_t>{4096, 1152}));
+  EXPECT_EQ(s.assumptions.size(), 5u);  // vocab, heads, kv heads, head_dim, channels
+  EXPECT_FALSE(s.tensors.count("language_model.lm_head.weight"));  // tied by default
+}
+
+TEST(ModelSpecs, CompareReportsEachKind) {
+  ModelSpec s = gemma3_spec(tiny_gemma3_config(), {});
+  TensorTable t = table_from(s);
+  t.erase("language_model.model.norm.weight");
+  t["extra.weight"] = {core::DType::BF16, {1}};
+  t["language_model.model.embed_tokens.weight"].shape = {33, 8};
+  t["multi_modal_projector.mm_soft_emb_norm.weight"].dtype = core::DType::F32;
+  auto p = compare_tensors(s, t);
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_EQ(p[0], "1 tensors the config implies are missing: language_model.model.norm.weight");
+  EXPECT_EQ(p[1], "1 tensors the config does not imply: extra.weight");
+  EXPECT_EQ(p[2], "1 shapes disagree with the config: language_model.model.embed_tokens.weight is "
+                  "[33, 8], the config implies [32, 8]");
+  EXPECT_EQ(p[3], "1 dtypes disagree with the config: multi_modal_projector.mm_soft_emb_norm.weight "
+                  "is f32, expected bf16");
+}
+
+TEST(ModelSpecs, ConfigErrorsNameTheField) {
+  auto c = tiny_gemma3_config();
+  c["text_config"]["hidden_size"] = "big";
+  try {
+    gemma3_spec(c, {});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "config.json: text_config.hidden_size: not a non-negative integer");
+  }
+  EXPECT_THROW(gemma3_spec(nlohmann::json{{"model_type", "llama"}}, {}), Error);
+}
+
+TEST(ModelSpecs, BiomedClipKnownTextTower) {
+  // The real BiomedCLIP config names its towers; their sizes come from timm / the hub model.
+  auto oc = nlohmann::json::parse(R"({"model_cfg": {"embed_dim": 512,
+    "vision_cfg": {"timm_model_name": "vit_base_patch16_224", "timm_pool": "", "timm_proj": "linear",
+                   "image_size": 224},
+    "text_cfg": {"hf_model_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                 "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
+                 "context_length": 256}}})");
+  ModelSpec s = biomedclip_spec(oc, nullptr, nullptr);
+  EXPECT_EQ(s.tensors.at("visual.trunk.pos_embed").shape, (std::vector<int64_t>{1, 197, 768}));
+  EXPECT_EQ(s.tensors.at("visual.head.proj.weight").shape, (std::vector<int64_t>{512, 768}));
+  EXPECT_EQ(s.tensors.at("text.proj.0.weight").shape, (std::vector<int64_t>{640, 768}));
+  EXPECT_EQ(s.tensors.at("text.transformer.embeddings.word_embeddings.weight").shape,
+            (std::vector<int64_t>{30522, 768}));
+  EXPECT_TRUE(s.tensors.count("text.transformer.encoder.layer.11.output.LayerNorm.bias"));
+  EXPECT_FALSE(s.tensors.count("text.transformer.pooler.dense.weight"));
+  oc["model_cfg"]["text_cfg"]["hf_model_name"] = "someone/unknown-bert";
+  EXPECT_THROW(biomedclip_spec(oc, nullptr, nullptr), Error);
 }
