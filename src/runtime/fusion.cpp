@@ -1,0 +1,223 @@
+// Operator fusion, run once on the first plan (it needs the plan's shapes and
+// constants) and kept for later plans:
+//   MatMulInteger(A u8, W const) -> Cast(float) -> Mul(scale)   => one integer GEMM
+//       whose epilogue dequantizes (ONNX Runtime's MatMulIntegerToFloat)
+//   <GEMM> -> Add(bias const, per column)                       => bias in the epilogue
+//   <GEMM> -> GELU (Gelu op, or the erf expression torch exports:
+//       x * 0.5 * (1 + erf(x / sqrt 2)) in either multiplication order) => GELU in the epilogue
+// where <GEMM> is a float MatMul or the integer GEMM above, with a constant
+// 2-D weight packed at load. Fused-away values must have no other reader and
+// must not be graph outputs.
+#include <cmath>
+#include <unordered_set>
+
+#include "runtime/ops/fusable.h"
+#include "runtime/plan.h"
+
+namespace medquant::runtime {
+namespace {
+
+struct Matcher {
+  LoadedGraph& g;
+  const Plan& p;
+  std::vector<std::vector<int>> consumers;  // value -> node indices
+  std::unordered_set<int> outputs;
+
+  Matcher(LoadedGraph& graph, const Plan& plan) : g(graph), p(plan) {
+    consumers.assign(g.names.size(), {});
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (int v : g.nodes[i].in)
+        if (v >= 0) consumers[v].push_back(static_cast<int>(i));
+    outputs.insert(g.outputs.begin(), g.outputs.end());
+  }
+
+  // The only reader of v (a live node), or -1.
+  int sole_consumer(int v) const {
+    if (v < 0 || outputs.count(v) || consumers[v].size() != 1) return -1;
+    const int c = consumers[v][0];
+    return g.nodes[c].removed ? -1 : c;
+  }
+  bool is(int node, const char* op_type) const {
+    const GraphNode& n = g.nodes[node];
+    return n.op_type == op_type && (n.domain.empty() || n.domain == "ai.onnx");
+  }
+  const Tensor* constant(int v) const {
+    return v >= 0 && p.values[v].kind == ValueKind::Constant ? &p.values[v].constant : nullptr;
+  }
+  // The other input of a two-input node, given one.
+  int other(int node, int v) const {
+    const auto& in = g.nodes[node].in;
+    if (in.size() != 2) return -1;
+    if (in[0] == v) return in[1];
+    if (in[1] == v) return in[0];
+    return -1;
+  }
+  bool scalar_near(int v, double target) const {
+    const Tensor* t = constant(v);
+    if (!t || t->type() != onnx::kFloat || t->size() != 1) return false;
+    return std::fabs(t->data<float>()[0] - target) <= 1e-6 * std::fabs(target);
+  }
+  const Shape& shape(int v) const { return p.values[v].desc.shape; }
+};
+
+bool fuse_dequantize(Matcher& m, int ni, FusableLinear& lin) {
+  GraphNode& n = m.g.nodes[ni];
+  if (n.op_type != "MatMulInteger") return false;
+  const int v = n.out[0];
+  const int cast = m.sole_consumer(v);
+  if (cast < 0 || !m.is(cast, "Cast") || m.p.values[m.g.nodes[cast].out[0]].desc.type != onnx::kFloat) return false;
+  const int w = m.g.nodes[cast].out[0];
+  const int mul = m.sole_consumer(w);
+  if (mul < 0 || !m.is(mul, "Mul")) return false;
+  const int s = m.other(mul, w);
+  if (s < 0 || s == w) return false;
+  const auto& sd = m.p.values[s];
+  if (!sd.known || sd.desc.type != onnx::kFloat) return false;
+  const int64_t count = shape_size(sd.desc.shape);
+  if (count != 1) {
+    if (count != static_cast<int64_t>(lin.output_columns()) || sd.desc.shape.empty()) return false;
+    for (size_t i = 0; i + 1 < sd.desc.shape.size(); ++i)
+      if (sd.desc.shape[i] != 1) return false;
+  }
+  if (m.shape(m.g.nodes[mul].out[0]) != m.shape(v)) return false;
+  if (!lin.set_dequantize()) return false;
+  n.in.resize(4, -1);
+  n.in.push_back(s);
+  n.out[0] = m.g.nodes[mul].out[0];
+  m.g.nodes[cast].removed = m.g.nodes[mul].removed = true;
+  return true;
+}
+
+bool fuse_bias(Matcher& m, int ni, FusableLinear& lin) {
+  GraphNode& n = m.g.nodes[ni];
+  if (lin.has_bias() || lin.activation() != kernels::Activation::None) return false;
+  if (n.op_type == "MatMulInteger" && n.in.size() < 5) return false;  // integer output: no float bias
+  const int v = n.out[0];
+  const int add = m.sole_consumer(v);
+  if (add < 0 || !m.is(add, "Add")) return false;
+  const int b = m.other(add, v);
+  const Tensor* bt = m.constant(b);
+  if (!bt || bt->type() != onnx::kFloat || bt->size() != static_cast<int64_t>(lin.output_columns())) return false;
+  for (size_t i = 0; i + 1 < bt->rank(); ++i)
+    if (bt->dim(i) != 1) return false;
+  if (bt->rank() == 0 || m.shape(m.g.nodes[add].out[0]) != m.shape(v)) return false;
+  lin.set_bias(std::vector<float>(bt->data<float>(), bt->data<float>() + bt->size()));
+  n.out[0] = m.g.nodes[add].out[0];
+  m.g.nodes[add].removed = true;
+  return true;
+}
+
+bool fuse_gelu(Matcher& m, int ni, FusableLinear& lin) {
+  GraphNode& n = m.g.nodes[ni];
+  if (lin.activation() != kernels::Activation::None) return false;
+  if (n.op_type == "MatMulInteger" && n.in.size() < 5) return false;
+  const int v = n.out[0];
+  if (m.outputs.count(v)) return false;
+  const auto& cons = m.consumers[v];
+  // A Gelu operator.
+  if (cons.size() == 1) {
+    const GraphNode& c = m.g.nodes[cons[0]];
+    const bool onnx_gelu = m.is(cons[0], "Gelu") && c.source &&
+                           (!c.source->attribute("approximate") || c.source->attribute("approximate")->s() == "none");
+    const bool ms_gelu = c.op_type == "Gelu" && c.domain == "com.microsoft";
+    if (onnx_gelu || ms_gelu) {
+      lin.set_activation(kernels::Activation::Gelu);
+      n.out[0] = c.out[0];
+      m.g.nodes[cons[0]].removed = true;
+      return true;
+    }
+  }
+  // x * 0.5 * (1 + erf(x / sqrt 2)), torch's export of nn.GELU().
+  if (cons.size() != 2) return false;
+  int scale_node = -1, mul_node = -1;
+  for (int c : cons) {
+    if ((m.is(c, "Div") && m.g.nodes[c].in[0] == v && m.scalar_near(m.g.nodes[c].in[1], M_SQRT2)) ||
+        (m.is(c, "Mul") && m.scalar_near(m.other(c, v), M_SQRT1_2)))
+      scale_node = c;
+    else if (m.is(c, "Mul"))
+      mul_node = c;
+  }
+  if (scale_node < 0 || mul_node < 0) return false;
+  const int erf = m.sole_consumer(m.g.nodes[scale_node].out[0]);
+  if (erf < 0 || !m.is(erf, "Erf")) return false;
+  const int add = m.sole_consumer(m.g.nodes[erf].out[0]);
+  if (add < 0 || !m.is(add, "Add") || !m.scalar_near(m.other(add, m.g.nodes[erf].out[0]), 1.0)) return false;
+  const int a = m.g.nodes[add].out[0];
+  std::vector<int> removed{scale_node, erf, add, mul_node};
+  int final_out;
+  const int half_first = m.other(mul_node, v);
+  if (m.scalar_near(half_first, 0.5)) {
+    // (x * 0.5) * (1 + erf(...))
+    const int h = m.g.nodes[mul_node].out[0];
+    const int prod = m.sole_consumer(h);
+    if (prod < 0 || !m.is(prod, "Mul") || m.other(prod, h) != a || m.sole_consumer(a) != prod) return false;
+    removed.push_back(prod);
+    final_out = m.g.nodes[prod].out[0];
+  } else {
+    // (x * (1 + erf(...))) * 0.5
+    if (half_first != a || m.sole_consumer(a) != mul_node) return false;
+    const int h = m.g.nodes[mul_node].out[0];
+    const int half = m.sole_consumer(h);
+    if (half < 0 || !m.is(half, "Mul") || !m.scalar_near(m.other(half, h), 0.5)) return false;
+    removed.push_back(half);
+    final_out = m.g.nodes[half].out[0];
+  }
+  if (m.shape(final_out) != m.shape(v)) return false;
+  lin.set_activation(kernels::Activation::Gelu);
+  n.out[0] = final_out;
+  for (int r : removed) m.g.nodes[r].removed = true;
+  return true;
+}
+
+// Kahn's algorithm over value ids, stable on the current order.
+void resort(LoadedGraph& g) {
+  std::vector<int> producer(g.names.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (int v : g.nodes[i].out)
+      if (v >= 0) producer[v] = static_cast<int>(i);
+  std::vector<bool> done(g.nodes.size(), false);
+  std::vector<GraphNode> sorted;
+  sorted.reserve(g.nodes.size());
+  bool progress = true;
+  while (sorted.size() < g.nodes.size() && progress) {
+    progress = false;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (done[i]) continue;
+      bool ready = true;
+      for (int v : g.nodes[i].in)
+        if (v >= 0 && producer[v] >= 0 && !done[producer[v]]) ready = false;
+      if (!ready) continue;
+      done[i] = true;
+      progress = true;
+      sorted.push_back(std::move(g.nodes[i]));
+    }
+  }
+  if (sorted.size() != g.nodes.size()) fail("{}: fusion produced a cycle (a medquant bug)", g.source);
+  g.nodes = std::move(sorted);
+}
+
+}  // namespace
+
+size_t fuse_graph(LoadedGraph& g, const Plan& p) {
+  Matcher m(g, p);
+  size_t count = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    GraphNode& n = g.nodes[i];
+    if (n.removed) continue;
+    auto* lin = dynamic_cast<FusableLinear*>(n.op.get());
+    if (!lin || !lin->packed() || n.out.empty() || n.out[0] < 0) continue;
+    // Only nodes whose plan step is static (known shapes) are fused.
+    if (!p.values[n.out[0]].known || p.values[n.out[0]].kind == ValueKind::Constant) continue;
+    const int ii = static_cast<int>(i);
+    if (fuse_dequantize(m, ii, *lin)) ++count;
+    if (fuse_bias(m, ii, *lin)) ++count;
+    if (fuse_gelu(m, ii, *lin)) ++count;
+  }
+  std::erase_if(g.nodes, [](const GraphNode& n) { return n.removed; });
+  if (count) resort(g);
+  g.fused = true;
+  g.fusions += count;
+  return count;
+}
+
+}  // namespace medquant::runtime

@@ -1,0 +1,21 @@
+// The portable kernels by name (SIMD tables borrow some of them).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace medquant::runtime::kernels {
+
+void f32_gemm_4x16__portable(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                             const float* w, float* c, size_t c_stride, const float* bias);
+void q8_gemm_4x16__portable(size_t mr, size_t nc, size_t kc, const uint8_t* a, size_t a_stride,
+                            const int8_t* w, int32_t* c, size_t c_stride);
+void softmax__portable(const float* x, float* y, size_t n);
+void layernorm__portable(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
+void gelu__portable(const float* x, float* y, size_t n);
+void erf__portable(const float* x, float* y, size_t n);
+void exp__portable(const float* x, float* y, size_t n);
+void minmax__portable(const float* x, size_t n, float* mn, float* mx);
+void quantize_u8__portable(const float* x, uint8_t* y, size_t n, float scale, int32_t zp);
+
+}  // namespace medquant::runtime::kernels

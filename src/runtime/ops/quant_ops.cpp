@@ -1,0 +1,404 @@
+// Quantization operators: DynamicQuantizeLinear, QuantizeLinear,
+// DequantizeLinear, MatMulInteger, QLinearMatMul (reference loops), with the
+// packed u8 x s8 GEMM kernels for MatMulInteger on a constant 2-D weight,
+// which the fusion pass may extend with the dequantizing scale, a bias and
+// GELU (what ONNX Runtime calls MatMulIntegerToFloat).
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "runtime/ops/broadcast.h"
+#include "runtime/ops/dispatch.h"
+#include "runtime/ops/fusable.h"
+
+namespace medquant::runtime {
+namespace {
+
+using kernels::Activation;
+
+// Per-tensor or per-axis (1-D along `axis`) parameter index for element i.
+struct AxisParams {
+  int64_t count = 1, block = 1;  // parameter p covers runs of `block` elements, cycling
+  int64_t index(int64_t i) const { return count == 1 ? 0 : (i / block) % count; }
+};
+
+AxisParams axis_params(const Shape& x, const Shape& p, int64_t axis, std::string_view where) {
+  AxisParams a;
+  const int64_t n = shape_size(p, where);
+  if (n == 1) return a;
+  if (p.size() != 1) fail("{}: scale must be a scalar or 1-D (blocked quantization is not supported)", where);
+  const int64_t ax = normalize_axis(axis, static_cast<int64_t>(x.size()), where);
+  if (x[ax] != n) fail("{}: {} scales for axis {} of size {}", where, n, ax, x[ax]);
+  a.count = n;
+  for (size_t d = ax + 1; d < x.size(); ++d) a.block *= x[d];
+  return a;
+}
+
+inline float round_half_even(float v) { return std::nearbyint(v); }  // default rounding mode
+
+template <typename Q>
+Q saturate_round(float v, int32_t zp) {
+  const float lo = static_cast<float>(std::numeric_limits<Q>::min()) - zp;
+  const float hi = static_cast<float>(std::numeric_limits<Q>::max()) - zp;
+  if (std::isnan(v)) v = 0;  // x86 would give INT_MIN; keep it defined
+  v = std::min(std::max(v, lo), hi);
+  return static_cast<Q>(static_cast<int32_t>(round_half_even(v)) + zp);
+}
+
+class DynamicQuantizeLinearOp : public Op {
+ public:
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    if (ctx.type(0) != onnx::kFloat) fail("{}: input must be float32", where);
+    out[0] = {onnx::kUint8, ctx.shape(0)};
+    if (out.size() > 1) out[1] = {onnx::kFloat, {}};
+    if (out.size() > 2) out[2] = {onnx::kUint8, {}};
+    return true;
+  }
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
+    const Tensor& x = *in[0];
+    const auto& k = kernels::best();
+    const size_t n = static_cast<size_t>(x.size());
+    float mn = 0, mx = 0;
+    if (n) {
+      const size_t chunks = std::min<size_t>(pool.size() * 2, std::max<size_t>(1, n / 16384));
+      std::vector<float> mins(chunks, 0.f), maxs(chunks, 0.f);
+      pool.run(chunks, [&](size_t c) {
+        const size_t s = n * c / chunks, e = n * (c + 1) / chunks;
+        k.minmax(x.data<float>() + s, e - s, &mins[c], &maxs[c]);
+      });
+      mn = mins[0];
+      mx = maxs[0];
+      for (size_t c = 1; c < chunks; ++c) {
+        mn = std::min(mn, mins[c]);
+        mx = std::max(mx, maxs[c]);
+      }
+    }
+    float scale, zp_f;
+    params(mn, mx, scale, zp_f);
+    const int32_t zp = static_cast<int32_t>(zp_f);
+    if (out.size() > 1 && out[1]) out[1]->data<float>()[0] = scale;
+    if (out.size() > 2 && out[2]) out[2]->data<uint8_t>()[0] = static_cast<uint8_t>(zp);
+    if (out[0]) {
+      uint8_t* y = out[0]->data<uint8_t>();
+      pool.ranges(n, 16384, [&](size_t s, size_t e) { k.quantize_u8(x.data<float>() + s, y + s, e - s, scale, zp); });
+    }
+  }
+  // ONNX / ONNX Runtime: range includes 0; scale = (max - min) / 255 (1 / 255 when
+  // max == min); zero point = round_half_even(clamp(0 - min / scale, 0, 255)).
+  static void params(float mn, float mx, float& scale, float& zp) {
+    mn = std::min(mn, 0.f);
+    mx = std::max(mx, 0.f);
+    scale = (mx == mn ? 1.0f : mx - mn) / 255.0f;
+    const float initial = 0.0f - mn / scale;
+    zp = round_half_even(std::max(0.0f, std::min(255.0f, initial)));
+  }
+};
+
+class QuantizeLinearOp : public Op {
+ public:
+  explicit QuantizeLinearOp(int64_t axis) : axis_(axis) {}
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    if (ctx.type(0) != onnx::kFloat) fail("{}: input must be float32", where);
+    if (ctx.type(1) != onnx::kFloat) fail("{}: scale must be float32", where);
+    int32_t qt = onnx::kUint8;
+    if (ctx.has(2)) {
+      qt = ctx.type(2);
+      if (qt != onnx::kUint8 && qt != onnx::kInt8) fail("{}: zero point type {} is not supported", where, onnx::elem_type_name(qt));
+      if (ctx.shape(2) != ctx.shape(1) && shape_size(ctx.shape(2), where) != shape_size(ctx.shape(1), where))
+        fail("{}: scale and zero point have different shapes", where);
+    }
+    axis_params(ctx.shape(0), ctx.shape(1), axis_, where);
+    out[0] = {qt, ctx.shape(0)};
+    return true;
+  }
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+    const Tensor& x = *in[0];
+    const Tensor& s = *in[1];
+    const Tensor* z = in.size() > 2 ? in[2] : nullptr;
+    const AxisParams p = axis_params(x.shape(), s.shape(), axis_, where);
+    auto body = [&](auto tag) {
+      using Q = decltype(tag);
+      Q* y = out[0]->data<Q>();
+      for (int64_t i = 0; i < x.size(); ++i) {
+        const int64_t c = p.index(i);
+        const int32_t zp = z ? static_cast<int32_t>(z->data<Q>()[c]) : 0;
+        y[i] = saturate_round<Q>(x.data<float>()[i] / s.data<float>()[c], zp);
+      }
+    };
+    if (out[0]->type() == onnx::kInt8) body(int8_t{});
+    else body(uint8_t{});
+  }
+
+ private:
+  int64_t axis_;
+};
+
+class DequantizeLinearOp : public Op {
+ public:
+  explicit DequantizeLinearOp(int64_t axis) : axis_(axis) {}
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    const int32_t t = ctx.type(0);
+    if (t != onnx::kUint8 && t != onnx::kInt8 && t != onnx::kInt32) fail("{}: input type {} is not supported", where, onnx::elem_type_name(t));
+    if (ctx.type(1) != onnx::kFloat) fail("{}: scale must be float32", where);
+    if (ctx.has(2) && ctx.type(2) != t) fail("{}: zero point must have the input's type", where);
+    if (ctx.has(2) && shape_size(ctx.shape(2), where) != shape_size(ctx.shape(1), where))
+      fail("{}: scale and zero point have different shapes", where);
+    axis_params(ctx.shape(0), ctx.shape(1), axis_, where);
+    out[0] = {onnx::kFloat, ctx.shape(0)};
+    return true;
+  }
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+    const Tensor& x = *in[0];
+    const Tensor& s = *in[1];
+    const Tensor* z = in.size() > 2 ? in[2] : nullptr;
+    const AxisParams p = axis_params(x.shape(), s.shape(), axis_, where);
+    float* y = out[0]->data<float>();
+    auto body = [&](auto tag) {
+      using Q = decltype(tag);
+      const Q* a = x.data<Q>();
+      for (int64_t i = 0; i < x.size(); ++i) {
+        const int64_t c = p.index(i);
+        const int32_t zp = z ? static_cast<int32_t>(z->data<Q>()[c]) : 0;
+        y[i] = static_cast<float>(static_cast<int32_t>(a[i]) - zp) * s.data<float>()[c];
+      }
+    };
+    if (x.type() == onnx::kInt8) body(int8_t{});
+    else if (x.type() == onnx::kUint8) body(uint8_t{});
+    else body(int32_t{});
+  }
+
+ private:
+  int64_t axis_;
+};
+
+// Shapes and batch offsets of numpy matmul on a and b.
+struct MatMulShape {
+  int64_t M = 0, K = 0, N = 0, batches = 1;
+  Shape out;
+  std::vector<int64_t> aoff, boff;
+};
+
+MatMulShape matmul_shape(const Shape& a0, const Shape& b0, std::string_view where, bool offsets) {
+  MatMulShape r;
+  Shape a = a0, b = b0;
+  if (a.empty() || b.empty()) fail("{}: inputs must have rank >= 1", where);
+  const bool a1 = a.size() == 1, b1 = b.size() == 1;
+  if (a1) a.insert(a.begin(), 1);
+  if (b1) b.push_back(1);
+  if (a.back() != b[b.size() - 2]) fail("{}: A {} and B {} have different inner dimensions", where, shape_string(a0), shape_string(b0));
+  r.M = a[a.size() - 2];
+  r.K = a.back();
+  r.N = b.back();
+  Shape ab(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+  Shape batch = broadcast_shapes(ab, bb, where);
+  r.out = batch;
+  if (!a1) r.out.push_back(r.M);
+  if (!b1) r.out.push_back(r.N);
+  r.batches = shape_size(batch, where);
+  if (offsets) {
+    r.aoff.resize(r.batches);
+    r.boff.resize(r.batches);
+    BroadcastWalk<2> w(batch, {&ab, &bb});
+    w.for_each_run([&](int64_t o, std::array<int64_t, 2> off, int64_t len, std::array<int64_t, 2> st) {
+      for (int64_t i = 0; i < len; ++i) {
+        r.aoff[o + i] = (off[0] + i * st[0]) * r.M * r.K;
+        r.boff[o + i] = (off[1] + i * st[1]) * r.K * r.N;
+      }
+    });
+  }
+  return r;
+}
+
+int32_t load_q(const Tensor& t, int64_t i) {
+  return t.type() == onnx::kInt8 ? t.data<int8_t>()[i] : t.data<uint8_t>()[i];
+}
+
+class MatMulIntegerOp : public Op, public FusableLinear {
+ public:
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    for (size_t i = 0; i < 4 && i < ctx.count(); ++i) {
+      if (!ctx.has(i)) continue;
+      const int32_t t = ctx.type(i);
+      if (t != onnx::kUint8 && t != onnx::kInt8) fail("{}: input {} must be uint8 or int8", where, i);
+    }
+    if (ctx.has(2) && ctx.type(2) != ctx.type(0)) fail("{}: a_zero_point must have A's type", where);
+    if (ctx.has(3) && ctx.type(3) != ctx.type(1)) fail("{}: b_zero_point must have B's type", where);
+    MatMulShape s = matmul_shape(ctx.shape(0), ctx.shape(1), where, false);
+    if (ctx.has(2)) {
+      const int64_t n = shape_size(ctx.shape(2), where);
+      if (n != 1 && !(ctx.rank(2) == 1 && n == s.M)) fail("{}: a_zero_point must be a scalar or 1-D of M", where);
+    }
+    if (ctx.has(3)) {
+      const int64_t n = shape_size(ctx.shape(3), where);
+      if (n != 1 && !(ctx.rank(3) == 1 && n == s.N)) fail("{}: b_zero_point must be a scalar or 1-D of N", where);
+    }
+    if (dequantize_) {
+      if (ctx.type(4) != onnx::kFloat) fail("{}: fused scale must be float", where);
+      out[0] = {onnx::kFloat, s.out};
+    } else {
+      out[0] = {onnx::kInt32, s.out};
+    }
+    return true;
+  }
+
+  void prepare(const InferContext& ctx) override {
+    packed_ = false;
+    const Tensor* w = ctx.value(1);
+    if (!w || w->rank() != 2 || ctx.type(0) != onnx::kUint8 || ctx.rank(0) < 2) return;
+    if (ctx.has(2) && shape_size(ctx.shape(2), where) != 1) return;
+    if (ctx.has(3) && !ctx.value(3)) return;
+    const size_t K = w->dim(0), N = w->dim(1);
+    std::vector<int32_t> zp;
+    if (ctx.has(3)) {
+      const Tensor& z = *ctx.value(3);
+      for (int64_t i = 0; i < z.size(); ++i) zp.push_back(load_q(z, i));
+    } else {
+      zp.push_back(0);
+    }
+    if (w_src_ != w->raw() || pack_.n != N || pack_.k != K)
+      pack_ = kernels::pack_q8(kernels::best(), w->data<uint8_t>(), K, N, w->type() == onnx::kUint8, zp.data(), zp.size());
+    w_src_ = w->raw();
+    packed_ = true;
+  }
+
+  bool packed() const override { return packed_; }
+  size_t output_columns() const override { return pack_.n; }
+  void set_bias(std::vector<float> bias) override { bias_ = std::move(bias); }
+  void set_activation(Activation act) override { act_ = act; }
+  bool has_bias() const override { return !bias_.empty(); }
+  Activation activation() const override { return act_; }
+  bool set_dequantize() override {
+    if (!packed_) return false;
+    dequantize_ = true;
+    return true;
+  }
+
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
+    const Tensor& a = *in[0];
+    const Tensor& b = *in[1];
+    const Tensor* azp = in.size() > 2 ? in[2] : nullptr;
+    const Tensor* bzp = in.size() > 3 ? in[3] : nullptr;
+    Tensor& y = *out[0];
+    if (packed_) {
+      const size_t K = pack_.k;
+      const size_t M = K ? static_cast<size_t>(a.size()) / K : 0;
+      if (M == 0 || pack_.n == 0) return;
+      const int32_t a_zp = azp ? load_q(*azp, 0) : 0;
+      kernels::Q8Output o;
+      o.ldc = pack_.n;
+      std::vector<float> scale_vec;
+      if (dequantize_) {
+        const Tensor& s = *in[4];
+        o.f32 = y.data<float>();
+        o.scale = s.data<float>();
+        o.scale_per_column = s.size() != 1;
+        if (o.scale_per_column && static_cast<size_t>(s.size()) != pack_.n)
+          fail("{}: fused scale has {} values for {} columns", where, s.size(), pack_.n);
+        o.bias = bias_.empty() ? nullptr : bias_.data();
+        o.act = act_;
+      } else {
+        o.i32 = y.data<int32_t>();
+      }
+      // A rows must be readable up to kp bytes: pad when K is not a multiple of 4.
+      const uint8_t* pa = a.data<uint8_t>();
+      std::shared_ptr<uint8_t[]> padded;
+      size_t lda = K;
+      if (pack_.kp != K) {
+        padded = allocate_bytes(M * pack_.kp);
+        for (size_t i = 0; i < M; ++i) {
+          std::memcpy(padded.get() + i * pack_.kp, pa + i * K, K);
+          std::memset(padded.get() + i * pack_.kp + K, a_zp, pack_.kp - K);
+        }
+        pa = padded.get();
+        lda = pack_.kp;
+      }
+      kernels::q8_gemm(kernels::best(), M, pa, lda, a_zp, pack_, o, &pool);
+      return;
+    }
+    MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
+    int32_t* py = y.data<int32_t>();
+    for (int64_t bi = 0; bi < s.batches; ++bi)
+      for (int64_t i = 0; i < s.M; ++i) {
+        const int32_t za = azp ? load_q(*azp, azp->size() == 1 ? 0 : i) : 0;
+        for (int64_t j = 0; j < s.N; ++j) {
+          const int32_t zb = bzp ? load_q(*bzp, bzp->size() == 1 ? 0 : j) : 0;
+          int32_t acc = 0;
+          for (int64_t q = 0; q < s.K; ++q)
+            acc += (load_q(a, s.aoff[bi] + i * s.K + q) - za) * (load_q(b, s.boff[bi] + q * s.N + j) - zb);
+          py[bi * s.M * s.N + i * s.N + j] = acc;
+        }
+      }
+  }
+
+ private:
+  bool packed_ = false, dequantize_ = false;
+  kernels::PackedQ8 pack_;
+  const void* w_src_ = nullptr;
+  std::vector<float> bias_;
+  Activation act_ = Activation::None;
+};
+
+class QLinearMatMulOp : public Op {
+ public:
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    const int32_t ta = ctx.type(0), tb = ctx.type(3), ty = ctx.type(7);
+    for (int32_t t : {ta, tb, ty})
+      if (t != onnx::kUint8 && t != onnx::kInt8) fail("{}: quantized inputs must be uint8 or int8", where);
+    if (ctx.type(2) != ta || ctx.type(5) != tb) fail("{}: zero points must match their tensors' types", where);
+    for (size_t i : {1, 4, 6})
+      if (ctx.type(i) != onnx::kFloat) fail("{}: scales must be float32", where);
+    MatMulShape s = matmul_shape(ctx.shape(0), ctx.shape(3), where, false);
+    for (size_t i : {1, 2, 6, 7})
+      if (shape_size(ctx.shape(i), where) != 1) fail("{}: per-row A or per-tensor Y parameters only (input {} is not a scalar)", where, i);
+    const int64_t nb = shape_size(ctx.shape(4), where);
+    if ((nb != 1 && nb != s.N) || shape_size(ctx.shape(5), where) != nb) fail("{}: b scale/zero point must be scalars or N values", where);
+    out[0] = {ty, s.out};
+    return true;
+  }
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+    const Tensor &a = *in[0], &b = *in[3];
+    const float as = in[1]->data<float>()[0], ys = in[6]->data<float>()[0];
+    const int32_t az = load_q(*in[2], 0), yz = load_q(*in[7], 0);
+    const Tensor &bs = *in[4], &bz = *in[5];
+    MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
+    Tensor& y = *out[0];
+    for (int64_t bi = 0; bi < s.batches; ++bi)
+      for (int64_t i = 0; i < s.M; ++i)
+        for (int64_t j = 0; j < s.N; ++j) {
+          const int64_t c = bs.size() == 1 ? 0 : j;
+          const int32_t zb = load_q(bz, c);
+          int32_t acc = 0;
+          for (int64_t q = 0; q < s.K; ++q)
+            acc += (load_q(a, s.aoff[bi] + i * s.K + q) - az) * (load_q(b, s.boff[bi] + q * s.N + j) - zb);
+          const float multiplier = as * bs.data<float>()[c] / ys;
+          const float v = static_cast<float>(acc) * multiplier;
+          const int64_t o = bi * s.M * s.N + i * s.N + j;
+          if (y.type() == onnx::kUint8) y.data<uint8_t>()[o] = saturate_round<uint8_t>(v, yz);
+          else y.data<int8_t>()[o] = saturate_round<int8_t>(v, yz);
+        }
+  }
+};
+
+}  // namespace
+
+void dynamic_quantize_params(float min, float max, float& scale, float& zero_point) {
+  DynamicQuantizeLinearOp::params(min, max, scale, zero_point);
+}
+
+void register_quant_ops(OpRegistry& r) {
+  r.add("", "DynamicQuantizeLinear", 11, 21, [](OpArgs&) { return std::make_unique<DynamicQuantizeLinearOp>(); });
+  r.add("", "QuantizeLinear", 10, 21, [](OpArgs& a) {
+    if (a.opset >= 19 && a.attrs.i("saturate", 1) != 1) fail("{}: saturate=0 is not supported", a.where);
+    if (a.opset >= 21 && a.attrs.has("block_size")) fail("{}: blocked quantization is not supported", a.where);
+    if (a.opset >= 21) a.attrs.ignore("output_dtype");
+    return std::make_unique<QuantizeLinearOp>(a.opset >= 13 ? a.attrs.i("axis", 1) : 1);
+  });
+  r.add("", "DequantizeLinear", 10, 21, [](OpArgs& a) {
+    if (a.opset >= 21 && a.attrs.has("block_size")) fail("{}: blocked quantization is not supported", a.where);
+    return std::make_unique<DequantizeLinearOp>(a.opset >= 13 ? a.attrs.i("axis", 1) : 1);
+  });
+  r.add("", "MatMulInteger", 10, 21, [](OpArgs&) { return std::make_unique<MatMulIntegerOp>(); });
+  r.add("", "QLinearMatMul", 10, 21, [](OpArgs&) { return std::make_unique<QLinearMatMulOp>(); });
+}
+
+}  // namespace medquant::runtime
