@@ -24,6 +24,7 @@ CLI::App* verb_group(CLI::App& parent, const std::string& name, const std::strin
 
 // One registration function per file; main.cpp calls them all.
 void add_inspect_command(CLI::App& root, Commands& commands);
+void add_tokenize_command(CLI::App& root, Commands& commands);
 void add_fetch_command(CLI::App& root, Commands& commands);
 void add_verify_command(CLI::App& root, Commands& commands);
 void add_quantize_onnx_command(CLI::App& root, Commands& commands);

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
 
   cli::Commands commands;
   cli::add_inspect_command(app, commands);
+  cli::add_tokenize_command(app, commands);
   cli::add_fetch_command(app, commands);
   cli::add_verify_command(app, commands);
   cli::add_quantize_gguf_command(app, commands);
