@@ -1,7 +1,5 @@
 #include "onnx/model_io.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/checker.h>
 #include <onnx/defs/schema.h>
 #include <onnx/shape_inference/implementation.h>
@@ -62,6 +60,89 @@ bool subgraphs_use_external_data(const ::onnx::GraphProto& g) {
   return false;
 }
 
+
+// ---- protobuf wire format, just enough to keep tensor bytes out of the parser ----
+//
+// A message is a run of fields: a varint tag (field_number << 3 | wire_type),
+// then a varint (type 0), 8 bytes (1), a varint length + bytes (2) or 4 bytes
+// (5). Loading walks ModelProto.graph (7) -> GraphProto.initializer (5) ->
+// TensorProto.raw_data (9) and hands protobuf everything but raw_data, which
+// stays a view into the mapped file. Saving writes the same layout back.
+
+bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (p >= end) return false;
+    const uint8_t b = *p++;
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+struct WireField {
+  uint32_t number;
+  const uint8_t* begin;  // the tag
+  const uint8_t* value;  // payload (after the length for type 2)
+  size_t length;         // payload bytes (type 2 only)
+  const uint8_t* end;
+};
+
+// Calls fn(field) for each field of the message in [p, end); false if malformed.
+template <typename Fn>
+bool walk_fields(const uint8_t* p, const uint8_t* end, Fn&& fn) {
+  while (p < end) {
+    WireField f{};
+    f.begin = p;
+    uint64_t tag;
+    if (!read_varint(p, end, tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return false;
+    f.number = static_cast<uint32_t>(tag >> 3);
+    uint64_t v;
+    switch (tag & 7) {
+      case 0:
+        if (!read_varint(p, end, v)) return false;
+        break;
+      case 1:
+        if (end - p < 8) return false;
+        p += 8;
+        break;
+      case 2:
+        if (!read_varint(p, end, v) || v > static_cast<uint64_t>(end - p)) return false;
+        f.value = p;
+        f.length = static_cast<size_t>(v);
+        p += v;
+        break;
+      case 5:
+        if (end - p < 4) return false;
+        p += 4;
+        break;
+      default: return false;  // groups (3, 4) do not occur in ONNX
+    }
+    f.end = p;
+    fn(f);
+  }
+  return true;
+}
+
+void append_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+constexpr uint32_t kModelGraph = 7, kGraphInitializer = 5, kTensorRawData = 9;
+
 // Maps each external data file once, shared by the tensors that live in it.
 class ExternalFiles {
  public:
@@ -104,7 +185,7 @@ class ExternalFiles {
       fail("{}: initializer '{}': external length {} bytes, its shape needs {}", model_path_,
            t.name, length, expected);
     auto bytes = file->view(offset, length, fmt::format("initializer '{}'", t.name));
-    t.set_view(file, bytes.data(), bytes.size());
+    t.set_view(file, bytes.data(), bytes.size(), true);
   }
 
  private:
@@ -124,47 +205,65 @@ class ExternalFiles {
   std::map<std::string, std::shared_ptr<core::MappedFile>> files_;
 };
 
-// Protobuf output straight into an AtomicFile (no serialized copy in memory).
-class AtomicFileStream : public google::protobuf::io::CopyingOutputStream {
- public:
-  explicit AtomicFileStream(core::AtomicFile& file) : file_(file) {}
-  bool Write(const void* buffer, int size) override {
-    file_.write(buffer, static_cast<size_t>(size));
-    return true;
-  }
-
- private:
-  core::AtomicFile& file_;
-};
-
 }  // namespace
 
 Model load_model(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail("{}: no such file", path);
+  auto file = std::make_shared<core::MappedFile>(path);
+  if (file->size() == 0) fail("{}: empty file, not an ONNX model", path);
+  if (file->size() >= INT_MAX)
+    fail("{}: {} bytes is past protobuf's 2 GiB limit; a model this big must keep its "
+         "weights in external data files",
+         path, file->size());
+  auto corrupt = [&]() { fail("{}: not an ONNX model (truncated or not a protobuf ModelProto)", path); };
+  // Split the file: tensor bytes stay in the mapping, the rest goes to protobuf.
+  std::string model_rest, graph_rest;
+  struct RawInit {
+    std::string meta;  // the TensorProto without raw_data
+    const uint8_t* raw = nullptr;
+    size_t raw_size = 0;
+  };
+  std::vector<RawInit> raw_inits;
+  bool saw_graph = false, inner_ok = true;
+  const bool outer_ok = walk_fields(file->data(), file->data() + file->size(), [&](const WireField& f) {
+    if (f.number != kModelGraph || !f.value) {
+      model_rest.append(reinterpret_cast<const char*>(f.begin), static_cast<size_t>(f.end - f.begin));
+      return;
+    }
+    saw_graph = true;
+    inner_ok &= walk_fields(f.value, f.value + f.length, [&](const WireField& g) {
+      if (g.number != kGraphInitializer || !g.value) {
+        graph_rest.append(reinterpret_cast<const char*>(g.begin), static_cast<size_t>(g.end - g.begin));
+        return;
+      }
+      RawInit r;
+      inner_ok &= walk_fields(g.value, g.value + g.length, [&](const WireField& t) {
+        if (t.number == kTensorRawData && t.value) {
+          r.raw = t.value;
+          r.raw_size = t.length;
+        } else {
+          r.meta.append(reinterpret_cast<const char*>(t.begin), static_cast<size_t>(t.end - t.begin));
+        }
+      });
+      raw_inits.push_back(std::move(r));
+    });
+  });
+  if (!outer_ok || !inner_ok) corrupt();
   ::onnx::ModelProto proto;
-  {
-    core::MappedFile file(path);
-    if (file.size() == 0) fail("{}: empty file, not an ONNX model", path);
-    if (file.size() >= INT_MAX)
-      fail("{}: {} bytes is past protobuf's 2 GiB limit; a model this big must keep its "
-           "weights in external data files",
-           path, file.size());
-    google::protobuf::io::CodedInputStream in(file.data(), static_cast<int>(file.size()));
-    in.SetTotalBytesLimit(INT_MAX);
-    if (!proto.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
-      fail("{}: not an ONNX model (truncated or not a protobuf ModelProto)", path);
-  }
-  if (!proto.has_graph() || proto.ir_version() <= 0)
+  ::onnx::GraphProto graph;
+  if (!proto.ParseFromString(model_rest) || !graph.ParseFromString(graph_rest)) corrupt();
+  if (!saw_graph || proto.ir_version() <= 0)
     fail("{}: not an ONNX model (no ir_version or graph)", path);
   if (proto.ir_version() >= 3 && proto.opset_import_size() == 0)
     fail("{}: not a valid ONNX model (no opset_import)", path);
+  for (const auto& r : raw_inits) {
+    auto* tp = graph.add_initializer();
+    if (!tp->ParseFromString(r.meta)) corrupt();
+  }
 
   Model model;
   model.path = path;
-  ::onnx::GraphProto graph;
-  graph.Swap(proto.mutable_graph());
-  proto.clear_graph();
   model.header = std::move(proto);
 
   Graph& g = model.graph;
@@ -198,7 +297,31 @@ Model load_model(const std::string& path) {
       external.resolve(tp, t);
       inits.push_back(std::move(t));
     } else {
-      inits.push_back(tensor_from_proto(tp, path));
+      const RawInit& r = raw_inits[inits.size()];
+      if (r.raw) {
+        // raw_data: checked against the shape, then viewed in place.
+        Tensor t;
+        t.name = tp.name();
+        t.type = tp.data_type();
+        t.dims.assign(tp.dims().begin(), tp.dims().end());
+        t.doc_string = tp.doc_string();
+        for (int64_t d : t.dims)
+          if (d < 0) fail("{}: initializer '{}' has a negative dimension {}", path, t.name, d);
+        const uint64_t expected = static_cast<uint64_t>(t.element_count()) * elem_size(t.type);
+        if (elem_size(t.type) == 0) {
+          auto copy = std::make_shared<::onnx::TensorProto>(tp);
+          copy->set_raw_data(r.raw, r.raw_size);
+          t.set_opaque(std::move(copy));
+        } else if (r.raw_size != expected) {
+          fail("{}: initializer '{}' ({} {}) holds {} bytes, its shape needs {}", path, t.name,
+               elem_type_name(t.type), fmt::join(t.dims, "x"), r.raw_size, expected);
+        } else {
+          t.set_view(file, r.raw, r.raw_size);
+        }
+        inits.push_back(std::move(t));
+      } else {
+        inits.push_back(tensor_from_proto(tp, path));
+      }
     }
   }
   g.reindex_initializers();
@@ -249,9 +372,15 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     fail("{}: {} of weights do not fit in one protobuf (2 GiB limit); use external data", path,
          core::human_bytes(total));
 
-  ::onnx::ModelProto mp = model.header;
-  auto* gp = mp.mutable_graph();
-  fill_graph(model, *gp);
+  // Everything but the initializers goes through protobuf; each initializer is
+  // its TensorProto without raw_data, and the raw bytes are written straight
+  // from the tensor (no copy of the weights into protobuf strings).
+  ::onnx::ModelProto header = model.header;
+  header.clear_graph();
+  const std::string header_bytes = header.SerializeAsString();
+  ::onnx::GraphProto gp;
+  fill_graph(model, gp);
+  const std::string graph_bytes = gp.SerializeAsString();
 
   std::unique_ptr<core::AtomicFile> data_file;
   const std::string location = fs::path(path).filename().string() + ".data";
@@ -259,41 +388,76 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     fs::path data_path = fs::path(path).parent_path() / location;
     data_file = std::make_unique<core::AtomicFile>(data_path.string());
   }
+  struct Record {
+    std::string meta;
+    std::span<const uint8_t> raw;  // appended as field 9 when not empty
+    bool has_raw = false;
+  };
+  std::vector<Record> records;
+  records.reserve(model.graph.initializers().size());
+  uint64_t graph_size = graph_bytes.size();
   for (const auto& t : model.graph.initializers()) {
-    auto* tp = gp->add_initializer();
-    if (external && !t.opaque() && t.bytes().size() >= options.threshold) {
-      uint64_t pos = data_file->position();
-      const uint64_t pad = (kExternalAlign - pos % kExternalAlign) % kExternalAlign;
-      data_file->write_zeros(pad);
-      pos += pad;
-      data_file->write(t.bytes());
-      tp->set_name(t.name);
-      tp->set_data_type(t.type);
-      for (int64_t d : t.dims) tp->add_dims(d);
-      if (!t.doc_string.empty()) tp->set_doc_string(t.doc_string);
-      tp->set_data_location(::onnx::TensorProto::EXTERNAL);
-      auto add = [&](const char* k, std::string v) {
-        auto* e = tp->add_external_data();
-        e->set_key(k);
-        e->set_value(std::move(v));
-      };
-      add("location", location);
-      add("offset", std::to_string(pos));
-      add("length", std::to_string(t.bytes().size()));
+    Record r;
+    ::onnx::TensorProto tp;
+    const bool goes_external = external && !t.opaque() && t.bytes().size() >= options.threshold;
+    if (t.opaque() || (t.storage == Tensor::Storage::Typed && !goes_external)) {
+      tensor_to_proto(t, tp);
     } else {
-      tensor_to_proto(t, *tp);
+      tp.set_name(t.name);
+      tp.set_data_type(t.type);
+      for (int64_t d : t.dims) tp.add_dims(d);
+      if (!t.doc_string.empty()) tp.set_doc_string(t.doc_string);
+      if (goes_external) {
+        uint64_t pos = data_file->position();
+        const uint64_t pad = (kExternalAlign - pos % kExternalAlign) % kExternalAlign;
+        data_file->write_zeros(pad);
+        pos += pad;
+        data_file->write(t.bytes());
+        tp.set_data_location(::onnx::TensorProto::EXTERNAL);
+        auto add = [&](const char* k, std::string v) {
+          auto* e = tp.add_external_data();
+          e->set_key(k);
+          e->set_value(std::move(v));
+        };
+        add("location", location);
+        add("offset", std::to_string(pos));
+        add("length", std::to_string(t.bytes().size()));
+      } else {
+        r.raw = t.bytes();
+        r.has_raw = true;
+      }
     }
+    r.meta = tp.SerializeAsString();
+    uint64_t size = r.meta.size();
+    if (r.has_raw) size += 1 + varint_size(r.raw.size()) + r.raw.size();
+    graph_size += 1 + varint_size(size) + size;
+    records.push_back(std::move(r));
   }
-  if (mp.ByteSizeLong() >= INT_MAX)
-    fail("{}: the model is {} bytes, past protobuf's 2 GiB limit even with external data", path,
-         mp.ByteSizeLong());
+  const uint64_t file_size = header_bytes.size() + 1 + varint_size(graph_size) + graph_size;
+  if (file_size >= INT_MAX)
+    fail("{}: the model is {} bytes, past protobuf's 2 GiB limit; use external data", path, file_size);
+
   core::AtomicFile out(path);
-  {
-    AtomicFileStream stream(out);
-    google::protobuf::io::CopyingOutputStreamAdaptor adaptor(&stream);
-    if (!mp.SerializeToZeroCopyStream(&adaptor)) fail("{}: protobuf serialization failed", path);
-    adaptor.Flush();
+  std::string buf = header_bytes;
+  buf.push_back(static_cast<char>(kModelGraph << 3 | 2));
+  append_varint(buf, graph_size);
+  buf += graph_bytes;
+  out.write(buf);
+  for (const auto& r : records) {
+    buf.clear();
+    uint64_t size = r.meta.size();
+    if (r.has_raw) size += 1 + varint_size(r.raw.size()) + r.raw.size();
+    buf.push_back(static_cast<char>(kGraphInitializer << 3 | 2));
+    append_varint(buf, size);
+    buf += r.meta;
+    if (r.has_raw) {
+      buf.push_back(static_cast<char>(kTensorRawData << 3 | 2));
+      append_varint(buf, r.raw.size());
+    }
+    out.write(buf);
+    if (r.has_raw) out.write(r.raw);
   }
+  if (out.position() != file_size) fail("{}: wrote {} bytes, expected {} (a medquant bug)", path, out.position(), file_size);
   // The data file first: a model file never points at data that is not there.
   if (data_file) data_file->commit();
   out.commit();

@@ -8,6 +8,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -77,11 +81,78 @@ QuantParams compute_scale_zp(float rmin, float rmax, int32_t qmin, int32_t qmax,
   return p;
 }
 
+namespace {
+
+// min, max, and whether every value is finite (x - x is 0 only for finite x).
+struct Range {
+  float lo, hi;
+  bool finite;
+};
+
+Range value_range(const float* x, size_t n) {
+  Range r{x[0], x[0], true};
+  size_t i = 0;
+#if defined(__SSE2__)
+  // SSE2 is part of x86-64 itself: no target flags needed. Four lanes of
+  // min/max are exact in any order, unlike a float sum.
+  if (n >= 4) {
+    __m128 lo = _mm_loadu_ps(x), hi = lo, probe = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+      const __m128 v = _mm_loadu_ps(x + i);
+      lo = _mm_min_ps(v, lo);  // a NaN in v keeps lo; the probe reports it
+      hi = _mm_max_ps(v, hi);
+      probe = _mm_add_ps(probe, _mm_sub_ps(v, v));
+    }
+    alignas(16) float l[4], h[4], p[4];
+    _mm_store_ps(l, lo);
+    _mm_store_ps(h, hi);
+    _mm_store_ps(p, probe);
+    for (int k = 0; k < 4; ++k) {
+      r.lo = std::min(r.lo, l[k]);
+      r.hi = std::max(r.hi, h[k]);
+      r.finite = r.finite && p[k] == 0.0f;
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    r.lo = std::min(r.lo, x[i]);
+    r.hi = std::max(r.hi, x[i]);
+    r.finite = r.finite && (x[i] - x[i]) == 0.0f;
+  }
+  r.finite = r.finite && (x[0] - x[0]) == 0.0f;
+  return r;
+}
+
+}  // namespace
+
 void quantize_with_params(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
   const bool u8 = type == QuantType::QUInt8;
   const float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f;
   const float zp = static_cast<float>(p.zero_point);
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // Round half to even without SSE4.1's roundps: adding and subtracting
+  // 1.5 * 2^23 leaves the nearest integer (ties to even) for |v| < 2^22;
+  // larger floats are integers already. Same result as numpy.round.
+  const __m128 scale = _mm_set1_ps(p.scale), magic = _mm_set1_ps(12582912.0f),
+               limit = _mm_set1_ps(4194304.0f), abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)),
+               vzp = _mm_set1_ps(zp), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  auto one = [&](const float* src) {
+    __m128 v = _mm_div_ps(_mm_loadu_ps(src), scale);
+    const __m128 rounded = _mm_sub_ps(_mm_add_ps(v, magic), magic);
+    const __m128 small = _mm_cmplt_ps(_mm_and_ps(v, abs_mask), limit);
+    v = _mm_or_ps(_mm_and_ps(small, rounded), _mm_andnot_ps(small, v));
+    v = _mm_min_ps(_mm_max_ps(_mm_add_ps(v, vzp), vlo), vhi);
+    return _mm_cvttps_epi32(v);  // exact: v is integral
+  };
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = _mm_packs_epi32(one(x + i), one(x + i + 4));
+    const __m128i b = _mm_packs_epi32(one(x + i + 8), one(x + i + 12));
+    const __m128i bytes = u8 ? _mm_packus_epi16(a, b) : _mm_packs_epi16(a, b);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), bytes);
+  }
+#endif
+  for (; i < n; ++i) {
     float q = std::nearbyint(x[i] / p.scale) + zp;
     q = std::min(std::max(q, lo), hi);
     out[i] = u8 ? static_cast<uint8_t>(static_cast<int32_t>(q))
@@ -92,14 +163,10 @@ void quantize_with_params(const float* x, size_t n, QuantParams p, QuantType typ
 QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
                             bool reduce_range, uint8_t* out) {
   if (count == 0) return {1.0f, 0};
-  float rmin = values[0], rmax = values[0];
-  for (size_t i = 1; i < count; ++i) {
-    rmin = std::min(rmin, values[i]);
-    rmax = std::max(rmax, values[i]);
-  }
+  const Range r = value_range(values, count);
   int32_t qmin, qmax;
   quant_range(type, reduce_range, symmetric, qmin, qmax);
-  QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
+  QuantParams p = compute_scale_zp(r.lo, r.hi, qmin, qmax, symmetric);
   quantize_with_params(values, count, p, type, out);
   return p;
 }
@@ -515,23 +582,38 @@ class DynamicQuantizer {
 
   static QuantType to_quant_type(int32_t t) { return t == kInt8 ? QuantType::QInt8 : QuantType::QUInt8; }
 
-  std::vector<float> checked_floats(const Tensor& t) const {
-    std::vector<float> v = t.to_floats();
-    for (float x : v)
-      if (!std::isfinite(x))
-        fail("{}: initializer '{}' holds NaN or infinity; cannot quantize it", where_, t.name);
-    return v;
+  // The weight as float32: its own bytes when they already are (no copy).
+  struct Floats {
+    std::vector<float> owned;
+    const float* data = nullptr;
+    size_t size = 0;
+  };
+  static Floats float_view(const Tensor& t) {
+    Floats f;
+    f.size = static_cast<size_t>(t.element_count());
+    const auto b = t.bytes();
+    if (t.type == kFloat && b.size() == f.size * 4 && reinterpret_cast<uintptr_t>(b.data()) % 4 == 0) {
+      f.data = reinterpret_cast<const float*>(b.data());
+    } else {
+      f.owned = t.to_floats();
+      f.data = f.owned.data();
+    }
+    return f;
+  }
+
+  [[noreturn]] void non_finite(const std::string& name) const {
+    fail("{}: initializer '{}' holds NaN or infinity; cannot quantize it", where_, name);
   }
 
   QuantizedValue quantize_initializer(const Tensor& w, int32_t qtype, bool reduce_range) {
     const std::string name = w.name;
     const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
                       scale_name = name + "_scale";
-    std::vector<float> data = checked_floats(w);
+    const Floats data = float_view(w);
     const bool symmetric = symmetric_for(qtype);
     const bool reduce = opt_.reduce_range && reduce_range;
-    std::string q(data.size(), '\0');
-    QuantParams p = parallel_quantize(data.data(), data.size(), to_quant_type(qtype), symmetric, reduce,
+    std::string q(data.size, '\0');
+    QuantParams p = parallel_quantize(name, data.data, data.size, to_quant_type(qtype), symmetric, reduce,
                                       reinterpret_cast<uint8_t*>(q.data()));
     const int32_t wtype = w.type;
     const std::vector<int64_t> dims = w.dims;  // `w` may move when initializers grow
@@ -545,28 +627,27 @@ class DynamicQuantizer {
   }
 
   // Per-tensor quantization of a big array: min/max and rounding in chunks.
-  QuantParams parallel_quantize(const float* x, size_t n, QuantType type, bool symmetric, bool reduce,
-                                uint8_t* out) {
-    if (n < (size_t{1} << 16)) return quantize_values(x, n, type, symmetric, reduce, out);
+  QuantParams parallel_quantize(const std::string& name, const float* x, size_t n, QuantType type,
+                                bool symmetric, bool reduce, uint8_t* out) {
+    if (n == 0) return {1.0f, 0};
     auto& pool = core::default_pool();
-    std::vector<float> mins(pool.size(), x[0]), maxs(pool.size(), x[0]);
+    const bool small = n < (size_t{1} << 16);  // not worth waking the pool
+    std::vector<Range> ranges(pool.size(), Range{x[0], x[0], true});
     std::atomic<size_t> slot{0};
-    pool.parallel_chunks(0, n, [&](size_t b, size_t e) {
-      size_t s = slot++;
-      float lo = x[b], hi = x[b];
-      for (size_t i = b + 1; i < e; ++i) {
-        lo = std::min(lo, x[i]);
-        hi = std::max(hi, x[i]);
-      }
-      mins[s] = lo;
-      maxs[s] = hi;
-    });
-    const float rmin = *std::min_element(mins.begin(), mins.end());
-    const float rmax = *std::max_element(maxs.begin(), maxs.end());
+    if (small) ranges[0] = value_range(x, n);
+    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { ranges[slot++] = value_range(x + b, e - b); });
+    Range r = ranges[0];
+    for (const auto& c : ranges) {
+      r.lo = std::min(r.lo, c.lo);
+      r.hi = std::max(r.hi, c.hi);
+      r.finite = r.finite && c.finite;
+    }
+    if (!r.finite) non_finite(name);
     int32_t qmin, qmax;
     quant_range(type, reduce, symmetric, qmin, qmax);
-    QuantParams p = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric);
-    pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with_params(x + b, e - b, p, type, out + b); });
+    QuantParams p = compute_scale_zp(r.lo, r.hi, qmin, qmax, symmetric);
+    if (small) quantize_with_params(x, n, p, type, out);
+    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with_params(x + b, e - b, p, type, out + b); });
     return p;
   }
 
@@ -577,15 +658,17 @@ class DynamicQuantizer {
     if (ax < 0 || ax >= rank)
       fail("{}: weight '{}' has a per-channel axis {} that is out of bounds for rank {}", where_, name,
            axis, rank);
-    std::vector<float> data = checked_floats(w);
+    const Floats floats = float_view(w);
+    const float* data = floats.data;
     const bool symmetric = symmetric_for(qtype);
     const bool reduce = opt_.reduce_range && reduce_range;
     const size_t channels = static_cast<size_t>(w.dims[static_cast<size_t>(ax)]);
     size_t inner = 1, outer = 1;
     for (int64_t i = ax + 1; i < rank; ++i) inner *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
     for (int64_t i = 0; i < ax; ++i) outer *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
-    std::string q(data.size(), '\0');
+    std::string q(floats.size, '\0');
     auto* qp = reinterpret_cast<uint8_t*>(q.data());
+    std::atomic<bool> finite{true};
     std::vector<float> scales(channels);
     std::vector<int32_t> zps(channels);
     const QuantType type = to_quant_type(qtype);
@@ -596,6 +679,7 @@ class DynamicQuantizer {
         // weights.take(c, axis): gather the channel, quantize, scatter back.
         for (size_t o = 0; o < outer; ++o)
           std::memcpy(&buf[o * inner], &data[(o * channels + c) * inner], inner * sizeof(float));
+        if (!buf.empty() && !value_range(buf.data(), buf.size()).finite) finite = false;
         QuantParams p = quantize_values(buf.data(), buf.size(), type, symmetric, reduce, qbuf.data());
         for (size_t o = 0; o < outer; ++o)
           std::memcpy(qp + (o * channels + c) * inner, &qbuf[o * inner], inner);
@@ -603,6 +687,7 @@ class DynamicQuantizer {
         zps[c] = p.zero_point;
       }
     });
+    if (!finite) non_finite(name);
     const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
                       scale_name = name + "_scale";
     const int32_t wtype = w.type;

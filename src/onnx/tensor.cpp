@@ -87,14 +87,17 @@ int64_t Tensor::element_count() const {
 
 void Tensor::set_bytes(std::string bytes) {
   owner_.reset();
+  external_ = false;
   opaque_.reset();
   owned_ = std::move(bytes);
   data_ = reinterpret_cast<const uint8_t*>(owned_.data());
   size_ = owned_.size();
 }
 
-void Tensor::set_view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size) {
+void Tensor::set_view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
+                      bool external) {
   owned_.clear();
+  external_ = external;
   opaque_.reset();
   owner_ = std::move(owner);
   data_ = data;
@@ -105,6 +108,7 @@ void Tensor::set_opaque(std::shared_ptr<const ::onnx::TensorProto> proto) {
   owned_.clear();
   owner_.reset();
   opaque_ = std::move(proto);
+  external_ = false;
   data_ = nullptr;
   size_ = 0;
 }

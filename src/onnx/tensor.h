@@ -64,14 +64,16 @@ class Tensor {
     if (owner_) return {data_, size_};
     return {reinterpret_cast<const uint8_t*>(owned_.data()), owned_.size()};
   }
-  bool is_external() const { return owner_ != nullptr; }
+  // Bytes from an external data file (not from the .onnx file itself).
+  bool is_external() const { return external_; }
   // Elements that have no raw byte form (strings, sub-byte types) are kept as
   // the original proto and written back unchanged.
   const ::onnx::TensorProto* opaque() const { return opaque_.get(); }
 
   void set_bytes(std::string bytes);
   // Points at bytes owned by someone else (a mapped external-data file).
-  void set_view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size);
+  void set_view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
+                bool external = false);
   void set_opaque(std::shared_ptr<const ::onnx::TensorProto> proto);
 
   // Copies of the elements as float32 (from float32/float16/bfloat16/double).
@@ -83,6 +85,7 @@ class Tensor {
   std::shared_ptr<const ::onnx::TensorProto> opaque_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool external_ = false;
 };
 
 // Reads the elements of `proto` into a Tensor (typed fields are converted to
