@@ -62,7 +62,7 @@ set(_mq_stamp "${_mq_p}/.medquant-stamp")
 if(_mq_p STREQUAL "" OR NOT EXISTS "${_mq_stamp}")
   message(FATAL_ERROR
     "llama.cpp not found at MEDQUANT_LLAMA_PREFIX='${_mq_p}' (no .medquant-stamp there).\n"
-    "Run scripts/setup-deps.sh (about 25 minutes the first time), then configure again; "
+    "Run scripts/setup-deps.sh (10-30 minutes the first time), then configure again; "
     "or pass -DMEDQUANT_LLAMA_PREFIX=<prefix>, e.g. the value of MEDQUANT_LLAMA_PREFIX "
     "after `source scripts/env.sh`.")
 endif()
