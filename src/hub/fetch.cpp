@@ -243,6 +243,13 @@ class Fetcher {
                                              asked_from),
                                  std::nullopt, false);
           }
+          if ((r.status == 401 || r.status == 403) && r.hops.size() > 1)
+            // Refused by the file server after the hub's redirect: a signed link that
+            // expired; the next attempt asks the hub for a fresh one.
+            throw RetryableError(fmt::format("{}: HTTP {} from the file server (an expired download "
+                                             "link?)",
+                                             r.url, r.status),
+                                 std::nullopt, false);
           if (r.status < 200 || r.status >= 300) api_.fail_status(r, o_.repo_id, commit_, job.path);
           check_headers(job, url, r.first());
           if (part.have() < job.size)

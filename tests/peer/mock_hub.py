@@ -92,6 +92,7 @@ class Repo:
         self.commits: dict[str, dict[str, bytes]] = {}
         self.refs: dict[str, str] = {}
         self.listed_size: dict[str, int] = {}  # path -> a size the listing claims instead of the real one
+        self.list_blobs = True  # False: answer ?blobs=true with names only (then clients HEAD each file)
 
     def commit(self, files: dict[str, bytes], ref: str | None = "main", tags: tuple[str, ...] = ()) -> str:
         h = hashlib.sha1()
@@ -354,7 +355,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         sha = repo.resolve(rev)
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-        blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
+        blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true") and repo.list_blobs
         siblings = []
         for p, data in sorted(repo.commits[sha].items()):
             s: dict = {"rfilename": p}

@@ -235,6 +235,39 @@ def test_local_dir(hub, home, tmp_path):
     assert st.is_symlink() and Path(os.path.realpath(st)).parent.name == "blobs"
 
 
+def test_listing_without_blob_ids_uses_head(hub, home):
+    """A listing with names only: each file's etag and size come from a HEAD on resolve/."""
+    repo = hub.add_repo("medquant-test/names-only")
+    repo.list_blobs = False
+    files = {"config.json": b"{}\n", "weights.safetensors": hub.faulty_files["weights.safetensors"]}
+    sha = repo.commit(files)
+    hub.clear()
+    fetch(hub, home, "medquant-test/names-only")
+    check_snapshot(home, "medquant-test/names-only", sha, files)
+    assert len(hub.logged("HEAD", "/resolve/")) == 2
+    # Without blob ids there is no complete file list to record.
+    assert not (repo_dir(home, "medquant-test/names-only") / "trees").exists()
+
+
+def test_two_fetches_at_once_download_once(hub, home):
+    """Two processes on one cache: the blob lock makes the second wait, then reuse the blob."""
+    hub.clear()
+    hub.faults.append(Fault("weights.safetensors", slow=(64 << 10, 0.1)))  # ~1.6 s
+    args = [MEDQUANT, "fetch", FAULTY, "--include", "weights.safetensors"]
+    first = subprocess.Popen(args, env=env_for(hub, home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not cdn_gets(hub) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(args, env=env_for(hub, home), capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    assert out.strip() == second.stdout.strip()
+    assert "waiting for another process" in second.stderr
+    assert len(cdn_gets(hub)) == 1
+    check_snapshot(home, FAULTY, hub.faulty_sha, {"weights.safetensors": hub.faulty_files["weights.safetensors"]})
+
+
 # ---------------------------------------------------------------- faults
 
 
@@ -342,6 +375,15 @@ def test_rate_limit_and_server_errors(hub, home):
     hub.faults.append(Fault("/api/models/", status=429, retry_after="3600", count=1))
     r = fetch(hub, home, CLIP, expect=1)
     assert "retry after 3600 s" in r.stderr and len(hub.requests) == 1
+
+
+def test_expired_cdn_link_is_retried(hub, home):
+    """A 403 from the CDN host (not the hub) is a stale signed link: resolve again, no licence talk."""
+    hub.clear()
+    hub.faults.append(Fault("/cdn/", status=403, count=1))
+    r = fetch(hub, home, FAULTY, "--include", "weights.safetensors")
+    assert "expired download link" in r.stderr and "licence" not in r.stderr
+    assert len(hub.logged("GET", "/resolve/")) == 2
 
 
 def test_disk_space_checked_before_download(hub, home):
