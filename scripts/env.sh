@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables for the scripts that source this
 # scripts/env.sh: sourced (never run) by scripts/*.sh so that setup-deps.sh,
 # test.sh, demo.sh, bench.sh and every CMake invocation agree on where the
 # dependencies live. It only defines shell variables: it exports nothing,
