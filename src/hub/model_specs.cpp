@@ -338,7 +338,7 @@ ModelSpec biomedclip_spec(const json& oc, const json& text_config, const json& v
   }
   s.description = fmt::format("BiomedCLIP (open_clip): vision ViT {} layers x {}, ", layers, w);
 
-  // Text: an HF BERT under text.transformer (no pooler unless cls_pooler), then the projection.
+  // Text: an HF BERT under text.transformer, then the projection.
   const std::string hf_name = t.get_string("hf_model_name");
   json tc = text_config.is_object() ? text_config : known_text_config(hf_name);
   if (!tc.is_object())
@@ -346,7 +346,9 @@ ModelSpec biomedclip_spec(const json& oc, const json& text_config, const json& v
          "(text_config.json or {}/config.json) and not a known hub model",
          hf_name, hf_name.substr(hf_name.rfind('/') + 1));
   const std::string pooler = t.get_string("hf_pooler_type", "mean_pooler");
-  add_bert_body(s, "text.transformer.", tc, "text config: ", pooler == "cls_pooler", false);
+  // The BERT pooler is built only for cls_pooler; checkpoints saved before open_clip
+  // dropped it for the other poolers may still carry it, harmlessly.
+  add_bert_body(s, "text.transformer.", tc, "text config: ", true, pooler != "cls_pooler");
   const int64_t th = tc["hidden_size"].get<int64_t>();
   const std::string proj = t.get_string("hf_proj_type", "");
   if (proj == "mlp") {
