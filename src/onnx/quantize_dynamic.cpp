@@ -211,6 +211,13 @@ class DynamicQuantizer {
            "(DynamicQuantizeLinear); convert the model first",
            where_, model_.opset());
     for (const auto& t : g_.initializers()) report_.weight_bytes_before += t.bytes().size();
+    for (const auto& n : g_.nodes)
+      if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear" ||
+          n.op_type == "DynamicQuantizeLinear" || n.op_type == "MatMulInteger") {
+        core::log_warning("{}: the model already holds {} nodes; is it quantized already?", where_,
+                          n.op_type);
+        break;
+      }
 
     if (replace_gemm_with_matmul()) infer_shapes(model_);  // ORT re-infers here too
 

@@ -128,6 +128,27 @@ def test_matches_quantize_dynamic(tmp_path, model_name, option_set):
     compare_outputs(ours, ref, model, f"{model_name}/{option_set}")
 
 
+@pytest.mark.parametrize("flags", [[], ["--per-channel"], ["--weight-type", "quint8"]])
+def test_ort_fusions_fire(tmp_path, flags):
+    """ONNX Runtime's load-time fusions turn every MatMulInteger chain medquant
+    wrote into one com.microsoft node (DynamicQuantizeMatMul or
+    MatMulIntegerToFloat), as they do for quantize_dynamic's own output."""
+    model = onnx_models.ALL["small_vit"]()
+    fp32, ours = tmp_path / "model.onnx", tmp_path / "medquant.onnx"
+    onnx.save(model, str(fp32))
+    run_medquant("quantize", "onnx", fp32, "-o", ours, *flags)
+    written = sum(n.op_type == "MatMulInteger" for n in onnx.load(str(ours)).graph.node)
+    assert written > 0
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(ours), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    fused = sum(op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat") for op in ops)
+    assert "MatMulInteger" not in ops
+    assert fused == written
+
+
 def test_exclude_and_include(tmp_path):
     model = onnx_models.attention_block()
     fp32 = tmp_path / "model.onnx"
