@@ -8,16 +8,20 @@ vocab_rich.txt = that vocab plus characters, ##characters and words of many
 scripts taken from the test strings, so that non-ASCII text maps to real ids
 instead of collapsing into [UNK].
 
-cases.jsonl, one JSON object per line:
+cases.jsonl, one JSON object per line (fields that would only repeat
+others are left out, as said; the generator checks what it leaves out):
   t     the text
   a, b  BertTokenizer(vocab)(t)["input_ids"] for the fixture / rich vocab
         ([CLS] ... [SEP], no truncation)
   c     open_clip's cleaning of t (ftfy.fix_text + html.unescape x2 +
-        whitespace), what its HFTokenizer feeds the HF tokenizer
+        whitespace), what its HFTokenizer feeds the HF tokenizer; left out
+        when it equals t
   c_nofe  only when ftfy's mojibake repair (fix_encoding) changed the text:
         the cleaning with fix_encoding=False, which medquant implements
   oa, ob  open_clip HFTokenizer(dir, context_length=256)([t]) ids up to the
-        last non-[PAD] (the rest is [PAD]=0 up to 256), fixture / rich vocab
+        last non-[PAD] (the rest is [PAD]=0 up to 256), fixture / rich vocab;
+        left out when c is, and they equal a / b cut to 256 ([CLS], the
+        first 254 pieces, [SEP])
   oa_slow, ob_slow  only when the fast (Rust) tokenizer that open_clip loads
         disagrees with the slow one on the cleaned text: the slow tokenizer's
         padded ids, which medquant follows
@@ -145,12 +149,12 @@ def long_cases(rng: random.Random) -> list[str]:
     out.append("é" * 101)
     out.append("e\u0301" * 60)  # 120 code points, 60 after accent stripping
     out.append("x" * 99 + "!" + "y" * 99)
-    out.append("word " * 300)  # > 256 and > 512 tokens: truncation
+    out.append("word " * 260)  # > 256 tokens: truncation
     out.append("pneumonia " * 130)
-    out.append(" ".join(fc.medical_corpus(60, seed=7)))
-    out.append("中" * 300)
-    out.append("[MASK] " * 260)
-    out.append("a" * 2000)
+    out.append(" ".join(fc.medical_corpus(18, seed=7)))
+    out.append("中" * 260)
+    out.append("[MASK] " * 257)
+    out.append("a" * 600)
     return out
 
 
@@ -301,6 +305,13 @@ def main():
                 stats["fast_differs_" + k] += 1
             elif nofe != clean:
                 row["o" + k + "_slow"] = strip_pad(slow_ids)
+        # Leave out what only repeats other fields.
+        if row["c"] == t:
+            del row["c"]
+            for k in vocabs:
+                cut = row[k][:-1][:CONTEXT - 1] + [row[k][-1]]
+                if row["o" + k] == cut:
+                    del row["o" + k]
         lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
     (OUT / "cases.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -204,20 +204,27 @@ def dumps(obj, protocol=2) -> bytes:
     return buf.getvalue()
 
 
+def zwrite(z: zipfile.ZipFile, name: str, data: bytes | str) -> None:
+    """writestr with a fixed timestamp, so that re-runs write the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = z.compression
+    z.writestr(info, data)
+
+
 def write_archive(path: Path, pkl: bytes, records: dict[str, bytes], *,
                   compress: bool = False, version: bytes = b"3\n", extra: dict | None = None):
     """A zip laid out as torch.save does (folder/data.pkl, folder/data/N, folder/version)."""
     stem = "archive"
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(path, "w", compression=method) as z:
-        z.writestr(f"{stem}/data.pkl", pkl)
-        z.writestr(f"{stem}/byteorder", b"little")
+        zwrite(z, f"{stem}/data.pkl", pkl)
+        zwrite(z, f"{stem}/byteorder", b"little")
         for k, v in records.items():
-            z.writestr(f"{stem}/data/{k}", v)
+            zwrite(z, f"{stem}/data/{k}", v)
         if version is not None:
-            z.writestr(f"{stem}/version", version)
+            zwrite(z, f"{stem}/version", version)
         for k, v in (extra or {}).items():
-            z.writestr(f"{stem}/{k}", v)
+            zwrite(z, f"{stem}/{k}", v)
 
 
 def to_zip64(src: bytes) -> bytes:
@@ -320,7 +327,7 @@ def bad_files(good: Path) -> list[dict]:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for k, v in entries.items():
-            z.writestr(k, v)
+            zwrite(z, k, v)
     add("bad_compressed.pt", buf.getvalue(), "is compressed (method 8, deflate)",
         "the same archive re-zipped with deflate", torch_reads_it=True)
 
@@ -356,7 +363,7 @@ def bad_files(good: Path) -> list[dict]:
     write_archive(OUT / "bad_no_version.pt", dumps({"w": 1}), {}, version=None)
     add("bad_no_version.pt", None, "no archive/version", "version record absent")
     with zipfile.ZipFile(OUT / "bad_not_torch.pt", "w") as z:
-        z.writestr("hello.txt", "not a checkpoint")
+        zwrite(z, "hello.txt", "not a checkpoint")
     add("bad_not_torch.pt", None, "not a torch.save file", "a zip of something else")
     # The pre-1.6 format.
     torch.save({"w": torch.ones(2)}, OUT / "bad_legacy.pt", _use_new_zipfile_serialization=False)
@@ -387,13 +394,13 @@ def main():
     assert expected["good"]["zip64.pt"] == expected["good"]["module.pt"]
 
     expected["bad"] = bad_files(OUT / "dtypes.pt")
-    fc.write_json(OUT / "expected.json", expected)
+    fc.write_json(OUT / "expected.json", expected, indent=None)
 
     sd = torch.load(BIOMEDCLIP, map_location="cpu", weights_only=True)
     fc.write_json(OUT / "tiny_biomedclip_tensors.json",
                   {"file": "tiny-biomedclip/open_clip_pytorch_model.bin",
                    "generator": "tools/make_torch_fixtures.py",
-                   "file_sha256": fc.sha256_file(BIOMEDCLIP), **describe(sd)})
+                   "file_sha256": fc.sha256_file(BIOMEDCLIP), **describe(sd)}, indent=None)
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes")
 
