@@ -1,5 +1,7 @@
 #include "runtime/parallel.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 #if defined(__x86_64__)
@@ -16,7 +18,8 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
-constexpr int kSpinIterations = 1 << 16;
+constexpr int kSpins = 4000;   // ~ tens of microseconds of pause
+constexpr int kYields = 50;    // then give the core away a few times, then sleep
 }  // namespace
 
 Parallel::Parallel(size_t threads) {
@@ -27,25 +30,27 @@ Parallel::Parallel(size_t threads) {
 Parallel::~Parallel() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_.store(true);
+    stop_ = true;
     generation_.fetch_add(1);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void Parallel::work() {
+void Parallel::work(Region& r) {
   for (;;) {
-    const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= tasks_) return;
-    if (failed_.load(std::memory_order_relaxed)) continue;  // skip the rest after an error
-    try {
-      call_(ctx_, i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex_);
-      if (!error_) error_ = std::current_exception();
-      failed_.store(true);
+    const size_t i = r.next.fetch_add(1, std::memory_order_acq_rel);
+    if (i >= r.tasks) return;
+    if (!r.failed.load(std::memory_order_relaxed)) {
+      try {
+        r.call(r.ctx, i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(r.error_mutex);
+        if (!r.error) r.error = std::current_exception();
+        r.failed.store(true);
+      }
     }
+    r.done.fetch_add(1, std::memory_order_acq_rel);
   }
 }
 
@@ -53,46 +58,54 @@ void Parallel::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
-    uint64_t g;
-    while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-      if (++spins < kSpinIterations) {
+    while (generation_.load(std::memory_order_acquire) == seen) {
+      ++spins;
+      if (spins < kSpins) {
         cpu_relax();
-        continue;
+      } else if (spins < kSpins + kYields) {
+        sched_yield();
+      } else {
+        std::unique_lock<std::mutex> lock(mutex_);
+        sleeping_.fetch_add(1);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+        sleeping_.fetch_sub(1);
       }
-      std::unique_lock<std::mutex> lock(mutex_);
-      sleeping_.fetch_add(1);
-      wake_.wait(lock, [&] { return generation_.load() != seen; });
-      sleeping_.fetch_sub(1);
     }
-    seen = g;
-    if (stop_.load()) return;
-    work();
-    checked_in_.fetch_add(1, std::memory_order_acq_rel);
+    std::shared_ptr<Region> r;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stop_) return;
+      seen = generation_.load();
+      r = region_;
+    }
+    if (r) work(*r);  // a region already finished hands out no task
   }
 }
 
 void Parallel::dispatch(size_t tasks, Call call, void* ctx) {
-  // Every worker checked in after the previous region, so nobody reads these now.
-  call_ = call;
-  ctx_ = ctx;
-  tasks_ = tasks;
-  error_ = nullptr;
-  failed_.store(false);
-  next_.store(0, std::memory_order_relaxed);
-  checked_in_.store(0, std::memory_order_relaxed);
+  auto r = std::make_shared<Region>();
+  r->call = call;
+  r->ctx = ctx;
+  r->tasks = tasks;
   {
-    // The lock orders the generation bump against a worker about to sleep.
     std::lock_guard<std::mutex> lock(mutex_);
+    region_ = r;
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   if (sleeping_.load() > 0) wake_.notify_all();
-  work();
-  while (checked_in_.load(std::memory_order_acquire) < workers_.size()) cpu_relax();
-  if (error_) {
-    std::exception_ptr e = error_;
-    error_ = nullptr;
-    std::rethrow_exception(e);
+  work(*r);
+  // Wait for tasks claimed by workers; a worker that never woke claims none later
+  // (next >= tasks), so only running work is waited for.
+  int spins = 0;
+  while (r->done.load(std::memory_order_acquire) < tasks) {
+    if (++spins < kSpins) cpu_relax();
+    else sched_yield();
   }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (region_ == r) region_.reset();
+  }
+  if (r->error) std::rethrow_exception(r->error);
 }
 
 }  // namespace medquant::runtime

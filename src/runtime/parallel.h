@@ -1,15 +1,17 @@
 // The executor's fork-join pool: `threads - 1` workers plus the calling
 // thread share the tasks of one parallel region through an atomic counter.
 // Workers spin briefly between regions (an encoder runs hundreds of short
-// regions per inference, and a condition-variable wake-up costs more than
-// many of them), then sleep. Unlike core::ThreadPool it is owned by one
-// Session, so two sessions never contend for one pool.
+// regions per inference and a condition-variable wake-up costs more than many
+// of them), then yield, then sleep; the caller waits only for tasks that were
+// claimed, never for a worker that is not running (the machine may be busy
+// with other processes). Unlike core::ThreadPool it belongs to one Session.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -26,7 +28,7 @@ class Parallel {
   size_t size() const { return workers_.size() + 1; }
 
   // Calls fn(i) for every i in [0, tasks), spread over the pool; returns when
-  // all are done; rethrows the first exception.
+  // all are done; rethrows the first exception (later tasks are skipped).
   template <typename Fn>
   void run(size_t tasks, Fn&& fn) {
     if (tasks == 0) return;
@@ -38,8 +40,8 @@ class Parallel {
     dispatch(tasks, [](void* ctx, size_t i) { (*static_cast<F*>(ctx))(i); }, &fn);
   }
 
-  // Splits [0, n) into about size()*grain_factor contiguous ranges of at
-  // least `min_chunk` and calls fn(begin, end) for each.
+  // Splits [0, n) into about 4 * size() contiguous ranges of at least
+  // `min_chunk` and calls fn(begin, end) for each.
   template <typename Fn>
   void ranges(size_t n, size_t min_chunk, Fn&& fn) {
     if (n == 0) return;
@@ -51,24 +53,26 @@ class Parallel {
 
  private:
   using Call = void (*)(void*, size_t);
+  struct Region {
+    Call call = nullptr;
+    void* ctx = nullptr;
+    size_t tasks = 0;
+    std::atomic<size_t> next{0}, done{0};
+    std::atomic<bool> failed{false};
+    std::mutex error_mutex;
+    std::exception_ptr error;
+  };
   void dispatch(size_t tasks, Call call, void* ctx);
-  void work();  // claims tasks of the current region until none are left
+  static void work(Region& r);
   void worker_loop();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::shared_ptr<Region> region_;  // guarded by mutex_
   std::atomic<uint64_t> generation_{0};
-  std::atomic<size_t> next_{0};
-  std::atomic<size_t> checked_in_{0};  // workers finished with the current region
-  std::atomic<bool> failed_{false};
   std::atomic<int> sleeping_{0};
-  std::atomic<bool> stop_{false};
-  Call call_ = nullptr;
-  void* ctx_ = nullptr;
-  size_t tasks_ = 0;
-  std::mutex error_mutex_;
-  std::exception_ptr error_;
+  bool stop_ = false;  // guarded by mutex_
 };
 
 }  // namespace medquant::runtime

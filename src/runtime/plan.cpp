@@ -61,7 +61,15 @@ LoadedGraph build_graph(std::shared_ptr<const onnx::Model> model) {
   std::unordered_set<std::string> defined;
   for (const auto& t : og.initializers()) {
     const int id = id_of(t.name);
-    g.initializers[id] = with_context(g.source, [&] { return Tensor::from_onnx(t); });
+    // A view of the model's bytes (kept alive by g.model), no copy.
+    if (t.opaque() || onnx::elem_size(t.type) == 0)
+      fail("{}: initializer '{}': {} tensors are not supported by the runtime", g.source, t.name, onnx::elem_type_name(t.type));
+    const Shape dims(t.dims.begin(), t.dims.end());
+    const int64_t count = shape_size(dims, g.source + ": initializer '" + t.name + "'");
+    if (t.bytes().size() != static_cast<size_t>(count) * onnx::elem_size(t.type))
+      fail("{}: initializer '{}' holds {} bytes, its shape needs {}", g.source, t.name, t.bytes().size(),
+           static_cast<size_t>(count) * onnx::elem_size(t.type));
+    g.initializers[id] = Tensor::view(t.type, dims, const_cast<uint8_t*>(t.bytes().data()));
     defined.insert(t.name);
   }
   for (const auto& v : og.inputs) {
@@ -116,6 +124,7 @@ LoadedGraph build_graph(std::shared_ptr<const onnx::Model> model) {
     g.output_info.push_back(info);
   }
   if (g.outputs.empty()) fail("{}: the graph has no outputs", g.source);
+  if (og.extra.sparse_initializer_size() > 0) fail("{}: sparse initializers are not supported", g.source);
   // Dead nodes (nothing reads their outputs) are dropped.
   std::vector<bool> live(g.names.size(), false);
   for (int o : g.outputs) live[o] = true;
