@@ -43,7 +43,8 @@ def ort_child(model, threads, runs, warmup):
         s.run(None, {i.name: x})
         ms.append((time.perf_counter() - t) * 1000)
     ms.sort()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM of this process image (ru_maxrss would include the parent's RSS at fork).
+    rss = next(float(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     print(json.dumps({"load_ms": load_ms, "median_ms": float(np.percentile(ms, 50)),
                       "p90_ms": float(np.percentile(ms, 90)), "min_ms": ms[0], "peak_rss_mb": rss}))
 

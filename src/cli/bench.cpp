@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -51,9 +54,19 @@ void add_bench_command(CLI::App& root, Commands& commands) {
     double mean = 0;
     for (double v : ms) mean += v;
     mean /= static_cast<double>(ms.size());
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-    const double rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;
+    // VmHWM of this process image (ru_maxrss would include the parent's RSS at fork).
+    double rss_mb = 0;
+    if (FILE* f = std::fopen("/proc/self/status", "r")) {
+      char line[256];
+      while (std::fgets(line, sizeof line, f))
+        if (std::strncmp(line, "VmHWM:", 6) == 0) rss_mb = std::strtod(line + 6, nullptr) / 1024.0;
+      std::fclose(f);
+    }
+    if (rss_mb == 0) {
+      struct rusage ru {};
+      getrusage(RUSAGE_SELF, &ru);
+      rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;
+    }
     const auto st = s.stats();
     if (o->json) {
       nlohmann::json j = {{"model", o->model}, {"threads", threads}, {"runs", o->runs}, {"warmup", o->warmup},

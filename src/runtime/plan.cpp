@@ -3,7 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -332,7 +337,26 @@ Plan make_plan(LoadedGraph& g, const std::vector<TensorDesc>& inputs, Parallel& 
   return p;
 }
 
+namespace {
+// MEDQUANT_PROFILE=1: time per op type, printed to stderr at exit.
+struct Profile {
+  std::mutex mutex;
+  std::map<std::string, std::pair<double, size_t>> ms;
+  ~Profile() {
+    double total = 0;
+    for (auto& [k, v] : ms) total += v.first;
+    for (auto& [k, v] : ms) std::fprintf(stderr, "%-40s %10.2f ms %6zu calls %5.1f%%\n", k.c_str(), v.first, v.second, 100 * v.first / total);
+  }
+};
+Profile* profile() {
+  static Profile* p = std::getenv("MEDQUANT_PROFILE") ? new Profile : nullptr;
+  static struct Printer { ~Printer() { delete profile(); } } printer;
+  return p;
+}
+}  // namespace
+
 std::vector<Tensor> execute(LoadedGraph& g, Plan& p, const std::vector<const Tensor*>& inputs, Parallel& pool) {
+  Profile* prof = profile();
   std::vector<Tensor> values(p.values.size());
   for (size_t i = 0; i < g.inputs.size(); ++i)
     values[g.inputs[i]] = Tensor::view(inputs[i]->type(), inputs[i]->shape(), const_cast<void*>(inputs[i]->raw()));
@@ -379,7 +403,17 @@ std::vector<Tensor> execute(LoadedGraph& g, Plan& p, const std::vector<const Ten
       outs.clear();
       for (int v : n.out) outs.push_back(v >= 0 ? &values[v] : nullptr);
       try {
+        const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         n.op->run(ins, outs, pool);
+        if (prof) {
+          const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          std::string key = n.op_type;
+          if (n.op_type == "MatMul" || n.op_type == "MatMulInteger") key += " " + shape_string(values[n.out[0]].shape());
+          std::lock_guard<std::mutex> lock(prof->mutex);
+          auto& e = prof->ms[key];
+          e.first += ms;
+          e.second += 1;
+        }
       } catch (const Error& e) {
         if (std::string_view(e.what()).find(n.where) != std::string_view::npos) throw;
         throw Error(n.where + ": " + e.what());
