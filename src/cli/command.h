@@ -30,6 +30,7 @@ void add_verify_command(CLI::App& root, Commands& commands);
 void add_quantize_onnx_command(CLI::App& root, Commands& commands);
 void add_run_command(CLI::App& root, Commands& commands);
 void add_bench_command(CLI::App& root, Commands& commands);
+void add_export_command(CLI::App& root, Commands& commands);
 void add_quantize_gguf_command(CLI::App& root, Commands& commands);
 
 }  // namespace medquant::cli
