@@ -105,6 +105,14 @@ class MatMulOp : public Op, public FusableLinear {
           kernels::f32_gemm_unpacked(k, M, N, K, pa + aoff[i], K, pb + boff[i], N, false, py + i * M * N, N);
         });
       }
+      // Epilogues fused on an earlier plan still apply when this plan could not pack.
+      if (!bias_.empty() || act_ != Activation::None)
+        for (int64_t r = 0; r < nb * M; ++r) {
+          float* row = py + r * N;
+          if (!bias_.empty())
+            for (int64_t j = 0; j < N; ++j) row[j] += bias_[j];
+          apply_activation_ref(row, N, act_);
+        }
       return;
     }
     dispatch_numeric(a.type(), where, [&](auto tag) {

@@ -316,7 +316,10 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       return;
     }
     MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
-    int32_t* py = y.data<int32_t>();
+    // A fused dequantizing epilogue whose plan could not pack: integers first.
+    Tensor acc_tensor;
+    if (dequantize_) acc_tensor = Tensor(onnx::kInt32, y.shape());
+    int32_t* py = dequantize_ ? acc_tensor.data<int32_t>() : y.data<int32_t>();
     for (int64_t bi = 0; bi < s.batches; ++bi)
       for (int64_t i = 0; i < s.M; ++i) {
         const int32_t za = azp ? load_q(*azp, azp->size() == 1 ? 0 : i) : 0;
@@ -328,6 +331,18 @@ class MatMulIntegerOp : public Op, public FusableLinear {
           py[bi * s.M * s.N + i * s.N + j] = acc;
         }
       }
+    if (dequantize_) {
+      const Tensor& sc = *in[4];
+      float* f = y.data<float>();
+      for (int64_t r = 0; r < s.batches * s.M; ++r) {
+        for (int64_t j = 0; j < s.N; ++j) {
+          float v = static_cast<float>(py[r * s.N + j]) * sc.data<float>()[sc.size() == 1 ? 0 : j];
+          if (!bias_.empty()) v += bias_[j];
+          f[r * s.N + j] = v;
+        }
+        if (act_ == Activation::Gelu) kernels::best().gelu(f + r * s.N, f + r * s.N, s.N);
+      }
+    }
   }
 
  private:
