@@ -32,6 +32,7 @@ APT_PACKAGES=(
     libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
     libsentencepiece-dev libstb-dev libcli11-dev libfmt-dev nlohmann-json3-dev
     libssl-dev libcurl4-openssl-dev
+    libyaml-dev  # model card front matter (convert gguf)
     libgtest-dev libgmock-dev libbenchmark-dev
     libutf8proc-dev libpng-dev libjpeg-dev
     python3-venv

@@ -48,7 +48,25 @@ CASES = [
     *[("tiny-gemma3-text-f16src", "text", t) for t in ("f32", "f16", "bf16")],
     *[("tiny-gemma3-text-f32src", "text", t) for t in ("f32", "f16", "bf16")],
     ("tiny-gemma3-text-lmhead", "text", "bf16"),
+    ("tiny-gemma3-card", "text", "bf16"),
+    ("tiny-gemma3-card", "mmproj", "f16"),
 ]
+# gguf-py's naming heuristics (Metadata.get_model_id_components, id_to_title,
+# utility.size_label) on model ids as they appear on the hub and as folder
+# names, for the unit tests: model_names.json.
+MODEL_IDS = [
+    "google/medgemma-4b-it", "google/medgemma-27b-text-it", "google/gemma-3-4b-pt", "medgemma-4b-it",
+    "tiny-gemma3", "tiny-gemma3-text-f16src", "google/gemma-3n-E4B-it", "meta-llama/Llama-2-7b-hf",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1", "Qwen/Qwen3-235B-A22B-Instruct-2507", "bigscience/bloom-7b1",
+    "TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "microsoft/Phi-4-mini-instruct", "./models/gemma",
+    "Some Model Name", "medgemma-4b-it-Q4_K_M", "unsloth/medgemma-4b-it-bf16", "org/x-v1.5-128k-chat",
+    "google/gemma-3-1b-it", "HuggingFaceTB/SmolLM2-1.7B-Instruct", "nomic-ai/nomic-embed-text-v1.5",
+    "ibm-granite/granite-3.1-8b-instruct", "a-b--c", "3b-model", "model-v2-small-large", "x-iq4_xs-fp16",
+    "org/name-1_5B-lora", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "tiiuae/falcon-mamba-7b",
+]
+TOTAL_PARAMS = [0, 4_100_000, 3_880_000_000, 7_000_000_000, -1_000_000_000, 412_000]
+SIZES = [0, 1, 999, 1000, 1001, 412_352, 4_100_864, 999_999_999, 1_000_000_001, 3_880_263_936,
+         26_000_000_000, 1_500_000_000_000, 9_950_000, 10_500_000, 99_500_000, 100_000_000]
 # llama-quantize of the converter's BF16 text model.
 QUANTIZED = [("tiny-gemma3", "Q4_K_S"), ("tiny-gemma3-text", "Q4_K_S")]
 
@@ -69,6 +87,8 @@ def main() -> int:
     gguf_py = prefix / "share" / "llama.cpp" / "gguf-py"
     quantize = prefix / "bin" / "llama-quantize"
     stamp = (prefix / ".medquant-stamp").read_text() if (prefix / ".medquant-stamp").exists() else ""
+    # The pin only (the stamp's build recipe lines change without changing the converter).
+    stamp = "\n".join(l for l in stamp.splitlines() if l.startswith(("llama-cpp-python ", "llama.cpp ")))
     env = dict(os.environ, PYTHONPATH=str(gguf_py), HF_HUB_OFFLINE="1")
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -108,6 +128,20 @@ def main() -> int:
             (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
             print(f"{name}: {len(table['kv'])} keys, {len(table['tensors'])} tensors, "
                   f"{table['file_size']} bytes")
+
+        sys.path.insert(0, str(gguf_py))
+        from gguf.metadata import Metadata  # the pinned gguf-py, as the converter uses it
+        from gguf.utility import size_label
+        names = {"made_by": "gguf-py Metadata.get_model_id_components / id_to_title, utility.size_label",
+                 "llama_cpp": stamp.strip().splitlines(), "model_ids": [], "size_labels": []}
+        for model_id in MODEL_IDS:
+            for total in TOTAL_PARAMS:
+                c = Metadata.get_model_id_components(model_id, total)
+                names["model_ids"].append({"id": model_id, "total_params": total, "components": list(c),
+                                           "title": Metadata.id_to_title(c[0]) if c[0] is not None else None})
+        for n in SIZES:
+            names["size_labels"].append({"params": n, "label": size_label(n, n, 0, 0)})
+        (OUT / "model_names.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
 
         for model, qtype in QUANTIZED:
             src = work / f"{case_name(model, 'text', 'bf16')}.gguf"

@@ -32,5 +32,6 @@ void add_run_command(CLI::App& root, Commands& commands);
 void add_bench_command(CLI::App& root, Commands& commands);
 void add_export_command(CLI::App& root, Commands& commands);
 void add_quantize_gguf_command(CLI::App& root, Commands& commands);
+void add_convert_gguf_command(CLI::App& root, Commands& commands);
 
 }  // namespace medquant::cli

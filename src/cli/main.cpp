@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   cli::add_fetch_command(app, commands);
   cli::add_verify_command(app, commands);
   cli::add_quantize_gguf_command(app, commands);
+  cli::add_convert_gguf_command(app, commands);
   cli::add_quantize_onnx_command(app, commands);
   cli::add_run_command(app, commands);
   cli::add_bench_command(app, commands);

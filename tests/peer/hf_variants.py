@@ -19,6 +19,11 @@ after it, general.name):
   tiny-gemma3-text-lmhead  tiny-gemma3-text untied: lm_head.weight = the
                            embeddings reversed along the vocabulary, and
                            tie_word_embeddings false in config.json
+  tiny-gemma3-card         tiny-gemma3 with a model card (README.md with
+                           YAML front matter shaped like MedGemma's: license,
+                           base_model, tags, a folded scalar, ...) and
+                           "_name_or_path": "google/medgemma-4b-it" in
+                           config.json, for the general.* heuristics
 
 The safetensors files are written here by hand (sorted names, compact JSON
 header padded with spaces to 8 bytes), so the bytes do not depend on the
@@ -40,7 +45,37 @@ VARIANTS = {
     "tiny-gemma3-text-f16src": "tiny-gemma3-text",
     "tiny-gemma3-text-f32src": "tiny-gemma3-text",
     "tiny-gemma3-text-lmhead": "tiny-gemma3-text",
+    "tiny-gemma3-card": "tiny-gemma3",
 }
+
+MODEL_CARD = """---
+license: other
+license_name: health-ai-developer-foundations
+license_link: https://developers.google.com/health-ai-developer-foundations/terms
+library_name: transformers
+pipeline_tag: image-text-to-text
+extra_gated_heading: Access MedGemma on Hugging Face
+extra_gated_prompt: >-
+  To access MedGemma on Hugging Face, you're required to review and
+  agree to the terms of use.
+extra_gated_button_content: Acknowledge license
+base_model: google/gemma-3-4b-pt
+language:
+- en
+tags:
+- medical
+- radiology
+- clinical-reasoning
+- no
+datasets:
+- https://huggingface.co/datasets/tiny/xray-reports
+- rad-org/ct-findings-v2
+---
+
+# Tiny MedGemma-shaped test model
+
+Random weights; not a model.
+"""
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
@@ -143,6 +178,12 @@ def make(name: str, fixtures: Path, out_root: Path) -> Path:
         cfg = json.loads((dst / "config.json").read_text())
         cfg["tie_word_embeddings"] = False
         (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    elif name == "tiny-gemma3-card":
+        shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
+        (dst / "README.md").write_text(MODEL_CARD)
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg["_name_or_path"] = "google/medgemma-4b-it"
+        (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     else:
         raise KeyError(f"unknown variant {name}")
     return dst
@@ -152,6 +193,6 @@ def weights_sha256(folder: Path) -> dict[str, str]:
     """sha256 of every weight file (and index) of a checkpoint folder."""
     out = {}
     for p in sorted(folder.iterdir()):
-        if p.name.endswith(".safetensors") or p.name.endswith(".index.json") or p.name == "config.json":
+        if p.name.endswith(".safetensors") or p.name.endswith(".index.json") or p.name in ("config.json", "README.md"):
             out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
