@@ -605,7 +605,7 @@ void Reader::release(const TensorInfo& tensor, uint64_t begin, uint64_t end) con
 }
 
 Writer::Writer(std::string path, std::vector<KeyValue> kvs, std::vector<TensorInfo> tensors)
-    : path_(std::move(path)), out_(path_), tensors_(std::move(tensors)) {
+      : path_(std::move(path)), out_(path_, /*direct_io=*/true), tensors_(std::move(tensors)) {
   alignment_ = alignment_of(kvs, path_);
   std::unordered_set<std::string_view> names;
   for (const auto& t : tensors_) {

@@ -211,7 +211,9 @@ class Reader {
 // offsets assigned back to back); then write() appends the bytes of the
 // tensors in order, in as many pieces as convenient, padding each tensor to
 // the alignment once its last byte is in; commit() checks that every tensor
-// got exactly its size and renames the file into place.
+// got exactly its size and renames the file into place. Data goes to disk
+// with direct I/O (core::AtomicFile), so a multi-GB output does not also
+// fill the page cache.
 class Writer {
  public:
   Writer(std::string path, std::vector<KeyValue> kvs, std::vector<TensorInfo> tensors);

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <future>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -52,6 +54,22 @@ struct StatsSum {
     return s;
   }
 };
+
+// find_invalid_data over whole rows, spread over the pool.
+std::optional<std::string> find_invalid_rows(Type type, std::span<const uint8_t> bytes,
+                                             uint64_t row_bytes, core::ThreadPool& pool) {
+  const size_t rows = static_cast<size_t>(bytes.size() / row_bytes);
+  std::mutex mutex;
+  std::optional<std::pair<size_t, std::string>> first;
+  pool.parallel_chunks(0, rows, [&](size_t b, size_t e) {
+    auto bad = find_invalid_data(type, bytes.subspan(b * row_bytes, (e - b) * row_bytes));
+    if (!bad) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!first || b < first->first) first.emplace(b, *bad);
+  });
+  if (!first) return std::nullopt;
+  return fmt::format("{} (counting from row {} of this slab)", first->second, first->first);
+}
 
 void filter_imatrix(Imatrix& im, const QuantizeOptions& opt) {
   // Same matching as llama-quantize's --include-weights / --exclude-weights.
@@ -169,7 +187,15 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
   Writer out(opt.output, quantized_kvs(h, opt.plan.mix.file_type, have_imatrix ? &im_meta : nullptr),
              out_tensors);
   core::Progress progress("quantizing", result.elements);
-  std::vector<uint8_t> dst;
+  // Two output buffers: while the pool quantizes the next slab into one, a
+  // writer thread copies the other into the file (the write is the only
+  // serial step per slab, and would leave a core idle).
+  std::vector<uint8_t> dst_buffers[2];
+  size_t dst_index = 0;
+  std::future<void> pending_write;
+  auto finish_write = [&] {
+    if (pending_write.valid()) pending_write.get();  // rethrows a write error
+  };
   std::vector<float> f32;
 
   for (size_t k = 0; k < plan.tensors.size(); ++k) {
@@ -185,12 +211,13 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
     int64_t rows_per_slab = std::max<int64_t>(1, static_cast<int64_t>(opt.slab_bytes / row_in));
 
     auto check_input = [&](uint64_t begin, uint64_t size) {
-      if (auto bad = find_invalid_data(t.type, src.subspan(begin, size)))
+      if (auto bad = find_invalid_rows(t.type, src.subspan(begin, size), row_in, pool))
         fail("{}: tensor '{}' has invalid data: {} (in the bytes from data offset {})", in.path(),
              t.name, *bad, t.offset + begin);
     };
 
     if (!p.quantize) {
+      finish_write();
       for (int64_t r0 = 0; r0 < n_rows; r0 += rows_per_slab) {
         const int64_t n = std::min(rows_per_slab, n_rows - r0);
         const uint64_t begin = static_cast<uint64_t>(r0) * row_in, size = n * row_in;
@@ -221,21 +248,25 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
         });
         x = f32.data();
       }
+      std::vector<uint8_t>& dst = dst_buffers[dst_index];
+      dst_index ^= 1;
       dst.resize(static_cast<size_t>(n * row_out));
       const float* imatrix = imatrix_of[k] ? imatrix_of[k] + (r0 / rows_per_expert) * ne0 : nullptr;
       const quant::TensorStats s =
           quant::quantize_tensor(p.type, x_dtype, x, dst.data(), n, ne0, imatrix, pool, &progress);
       stats.add(s, static_cast<uint64_t>(n * ne0));
-      if (auto bad = find_invalid_data(p.type, dst))
+      if (auto bad = find_invalid_rows(p.type, dst, row_out, pool))
         fail("{}: tensor '{}': quantized data is invalid: {} (rows {} to {}); the source values "
              "are probably too large for {}",
              opt.output, t.name, *bad, r0, r0 + n, quant::type_name(p.type));
-      out.write(dst);
+      finish_write();  // the previous slab, from the other buffer
+      pending_write = std::async(std::launch::async, [&out, &dst] { out.write(dst); });
       in.release(t, begin, begin + size);
       r0 += n;
     }
     r.stats = stats.result();
   }
+  finish_write();
   out.commit();
   progress.finish();
   result.file_size = out.bytes_written();

@@ -12,31 +12,50 @@ using quant::Type;
 
 // Exponent all ones: infinity or NaN.
 inline bool fp16_bad(uint16_t h) { return (h & 0x7c00) == 0x7c00; }
-inline bool bf16_bad(uint16_t h) { return (h & 0x7f80) == 0x7f80; }
-inline bool fp32_bad(uint32_t u) { return (u & 0x7f800000) == 0x7f800000; }
 
 std::string fp16_what(uint16_t h) { return (h & 0x03ff) ? "NaN" : "infinity"; }
 
-// Scans a whole array with a branch-free OR (vectorises), then locates the
-// first bad value only when there is one.
-template <typename U, typename Bad>
-std::optional<size_t> first_bad(const uint8_t* p, size_t n, Bad bad) {
-  bool any = false;
-  constexpr size_t kChunk = 4096;
-  for (size_t base = 0; base < n; base += kChunk) {
-    const size_t end = std::min(n, base + kChunk);
-    for (size_t i = base; i < end; ++i) {
+// "Is any value's exponent all ones?" as an OR over the array, written so
+// that it vectorises; a second pass finds the first bad value only when
+// there is one. One portable body, also compiled for AVX2 and picked at run
+// time.
+template <typename U, U kExpMask>
+__attribute__((always_inline)) inline bool any_exp_all_ones_body(const U* p, size_t n) {
+  U acc = 0;
+  for (size_t i = 0; i < n; ++i) acc |= static_cast<U>((p[i] & kExpMask) == kExpMask);
+  return acc != 0;
+}
+template <typename U, U kExpMask>
+bool any_exp_all_ones_portable(const U* p, size_t n) {
+  return any_exp_all_ones_body<U, kExpMask>(p, n);
+}
+template <typename U, U kExpMask>
+__attribute__((target("avx2"))) bool any_exp_all_ones_avx2(const U* p, size_t n) {
+  return any_exp_all_ones_body<U, kExpMask>(p, n);
+}
+template <typename U, U kExpMask>
+bool any_exp_all_ones(const uint8_t* bytes, size_t n) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  // GGUF tensor data is aligned to at least 32 bytes, but callers may pass any span.
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(U) != 0) {
+    for (size_t i = 0; i < n; ++i) {
       U v;
-      std::memcpy(&v, p + i * sizeof(U), sizeof(U));
-      any |= bad(v);
+      std::memcpy(&v, bytes + i * sizeof(U), sizeof(U));
+      if ((v & kExpMask) == kExpMask) return true;
     }
-    if (any) {
-      for (size_t i = base; i < end; ++i) {
-        U v;
-        std::memcpy(&v, p + i * sizeof(U), sizeof(U));
-        if (bad(v)) return i;
-      }
-    }
+    return false;
+  }
+  const U* p = reinterpret_cast<const U*>(bytes);
+  return avx2 ? any_exp_all_ones_avx2<U, kExpMask>(p, n) : any_exp_all_ones_portable<U, kExpMask>(p, n);
+}
+
+template <typename U, U kExpMask>
+std::optional<size_t> first_bad(const uint8_t* p, size_t n) {
+  if (!any_exp_all_ones<U, kExpMask>(p, n)) return std::nullopt;
+  for (size_t i = 0; i < n; ++i) {
+    U v;
+    std::memcpy(&v, p + i * sizeof(U), sizeof(U));
+    if ((v & kExpMask) == kExpMask) return i;
   }
   return std::nullopt;
 }
@@ -44,14 +63,21 @@ std::optional<size_t> first_bad(const uint8_t* p, size_t n, Bad bad) {
 std::optional<std::string> check_half_fields(std::span<const uint8_t> bytes, size_t block_bytes,
                                              size_t offset_a, std::optional<size_t> offset_b) {
   const size_t nb = bytes.size() / block_bytes;
+  auto half_at = [&](size_t block, size_t off) {
+    uint16_t h;
+    std::memcpy(&h, bytes.data() + block * block_bytes + off, 2);
+    return h;
+  };
+  bool any = false;
   for (size_t i = 0; i < nb; ++i) {
-    for (auto off : {std::optional<size_t>(offset_a), offset_b}) {
-      if (!off) continue;
-      uint16_t h;
-      std::memcpy(&h, bytes.data() + i * block_bytes + *off, 2);
-      if (fp16_bad(h)) return fmt::format("{} scale in block {}", fp16_what(h), i);
-    }
+    any |= fp16_bad(half_at(i, offset_a));
+    if (offset_b) any |= fp16_bad(half_at(i, *offset_b));
   }
+  if (!any) return std::nullopt;
+  for (size_t i = 0; i < nb; ++i)
+    for (auto off : {std::optional<size_t>(offset_a), offset_b})
+      if (off && fp16_bad(half_at(i, *off)))
+        return fmt::format("{} scale in block {}", fp16_what(half_at(i, *off)), i);
   return std::nullopt;
 }
 
@@ -65,21 +91,21 @@ std::optional<std::string> find_invalid_data(Type type, std::span<const uint8_t>
   const uint8_t* p = bytes.data();
   switch (type) {
     case Type::F32: {
-      auto i = first_bad<uint32_t>(p, bytes.size() / 4, fp32_bad);
+      auto i = first_bad<uint32_t, 0x7f800000u>(p, bytes.size() / 4);
       if (!i) return std::nullopt;
       float f;
       std::memcpy(&f, p + *i * 4, 4);
       return fmt::format("{} in value {}", std::isnan(f) ? "NaN" : "infinity", *i);
     }
     case Type::F16: {
-      auto i = first_bad<uint16_t>(p, bytes.size() / 2, fp16_bad);
+      auto i = first_bad<uint16_t, uint16_t{0x7c00}>(p, bytes.size() / 2);
       if (!i) return std::nullopt;
       uint16_t h;
       std::memcpy(&h, p + *i * 2, 2);
       return fmt::format("{} in value {}", fp16_what(h), *i);
     }
     case Type::BF16: {
-      auto i = first_bad<uint16_t>(p, bytes.size() / 2, bf16_bad);
+      auto i = first_bad<uint16_t, uint16_t{0x7f80}>(p, bytes.size() / 2);
       if (!i) return std::nullopt;
       uint16_t h;
       std::memcpy(&h, p + *i * 2, 2);

@@ -499,6 +499,31 @@ TEST_F(AtomicFileTest, LargeWritesPassTheBuffer) {
   EXPECT_EQ(read_bytes(path("big")), "head" + big + "tail");
 }
 
+TEST_F(AtomicFileTest, DirectIoWritesTheSameBytes) {
+  // Sizes that straddle the 4 KiB blocks and the 4 MiB staging buffer, zeros,
+  // a write_at into flushed bytes and an unaligned tail.
+  std::string expect;
+  {
+    AtomicFile out(path("direct"), /*direct_io=*/true);
+    for (size_t n : {size_t{1}, size_t{4095}, size_t{4096}, size_t{5 << 20}, size_t{12345},
+                     size_t{(4 << 20) - 3}, size_t{7}}) {
+      std::string chunk(n, '\0');
+      for (size_t i = 0; i < n; ++i) chunk[i] = static_cast<char>(i * 13 + n);
+      out.write(chunk);
+      expect += chunk;
+    }
+    out.write_zeros(100000);
+    expect.append(100000, '\0');
+    EXPECT_EQ(out.position(), expect.size());
+    out.write_at(10, "XY", 2);
+    expect[10] = 'X';
+    expect[11] = 'Y';
+    out.commit();
+  }
+  EXPECT_EQ(read_bytes(path("direct")), expect);
+  EXPECT_THAT(listing(), ::testing::ElementsAre("direct"));
+}
+
 TEST_F(AtomicFileTest, ExceptionBeforeCommitLeavesNothing) {
   try {
     AtomicFile out(path("out.bin"));
