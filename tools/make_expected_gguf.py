@@ -71,6 +71,63 @@ SIZES = [0, 1, 999, 1000, 1001, 412_352, 4_100_864, 999_999_999, 1_000_000_001, 
 QUANTIZED = [("tiny-gemma3", "Q4_K_S"), ("tiny-gemma3-text", "Q4_K_S")]
 
 
+# config.json files as the hub has them, minimal ones relying on transformers'
+# defaults (google/gemma-3-4b-it's, which MedGemma 4B's mirrors), and the values
+# transformers' AutoConfig reads from them: config_defaults.json.
+CONFIGS = {
+    "gemma-3-4b-it": {
+        "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999,
+        "eoi_token_index": 256000, "eos_token_id": [1, 106], "image_token_index": 262144,
+        "initializer_range": 0.02, "mm_tokens_per_image": 256, "model_type": "gemma3",
+        "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                        "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                        "sliding_window": 1024},
+        "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_attention_heads": 16,
+                          "num_hidden_layers": 27, "patch_size": 14, "vision_use_head": False},
+    },
+    "gemma-3-1b-it": {
+        "architectures": ["Gemma3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "attn_logit_softcapping": None, "bos_token_id": 2, "cache_implementation": "hybrid",
+        "eos_token_id": [1, 106], "final_logit_softcapping": None, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152, "initializer_range": 0.02,
+        "intermediate_size": 6912, "max_position_embeddings": 32768, "model_type": "gemma3_text",
+        "num_attention_heads": 4, "num_hidden_layers": 26, "num_key_value_heads": 1, "pad_token_id": 0,
+        "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000,
+        "rope_scaling": None, "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6,
+        "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0", "use_cache": True,
+        "vocab_size": 262144,
+    },
+    "empty-multimodal": {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"},
+}
+TEXT_KEYS = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "sliding_window",
+             "rope_theta", "rope_local_base_freq", "rope_scaling", "final_logit_softcapping",
+             "tie_word_embeddings"]
+VISION_KEYS = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
+               "image_size", "patch_size", "layer_norm_eps"]
+
+
+def write_config_defaults(tmp: Path, stamp: str) -> None:
+    from transformers import AutoConfig
+    import transformers
+    out = {"made_by": f"transformers {transformers.__version__} AutoConfig.from_pretrained(...).to_dict()",
+           "configs": []}
+    for name, cfg in CONFIGS.items():
+        d = tmp / "configs" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(cfg))
+        full = AutoConfig.from_pretrained(d).to_dict()
+        text = {**full, **full["text_config"]} if "text_config" in full else full
+        entry = {"name": name, "config": cfg, "text": {k: text.get(k) for k in TEXT_KEYS}}
+        if "vision_config" in full:
+            entry["vision"] = {k: full["vision_config"].get(k) for k in VISION_KEYS}
+            entry["mm_tokens_per_image"] = full.get("mm_tokens_per_image")
+        out["configs"].append(entry)
+    (OUT / "config_defaults.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
 def case_name(model: str, kind: str, outtype: str) -> str:
     return f"{model}.{kind}.{outtype}"
 
@@ -79,6 +136,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--llama-prefix", default=os.environ.get("MEDQUANT_LLAMA_PREFIX"), required=False)
     ap.add_argument("--keep", type=Path, help="keep the converted .gguf files in this folder")
+    ap.add_argument("--names-only", action="store_true",
+                    help="only model_names.json and config_defaults.json (no conversions)")
     args = ap.parse_args()
     if not args.llama_prefix:
         ap.error("--llama-prefix (or MEDQUANT_LLAMA_PREFIX) is required")
@@ -104,7 +163,7 @@ def main() -> int:
         for name in ("tiny-gemma3", "tiny-gemma3-text"):
             models[name] = FIXTURES / name
 
-        for model, kind, outtype in CASES:
+        for model, kind, outtype in ([] if args.names_only else CASES):
             name = case_name(model, kind, outtype)
             out = work / f"{name}.gguf"
             cmd = [sys.executable, str(convert), str(models[model]), "--outfile", str(out),
@@ -142,6 +201,9 @@ def main() -> int:
         for n in SIZES:
             names["size_labels"].append({"params": n, "label": size_label(n, n, 0, 0)})
         (OUT / "model_names.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
+        write_config_defaults(tmp, stamp)
+        if args.names_only:
+            return 0
 
         for model, qtype in QUANTIZED:
             src = work / f"{case_name(model, 'text', 'bf16')}.gguf"
