@@ -51,6 +51,7 @@ std::vector<std::string> hash_tensors(const TorchZipFile& f) {
       h.update(bytes.data(), bytes.size());
       progress.add(bytes.size());
     }
+    f.release(t);  // keeps resident memory low on big checkpoints
     hashes[i] = h.hex_digest();
   });
   return hashes;
