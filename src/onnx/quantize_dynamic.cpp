@@ -125,39 +125,56 @@ Range value_range(const float* x, size_t n) {
 
 }  // namespace
 
-void quantize_with_params(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
+namespace {
+
+// q[i] = clip(round_half_even(x[i] / scale[i * step]) + zp[i * step]) where
+// step is 0 (one scale for all) or 1 (a scale per element: a row of a
+// per-column quantized matrix).
+template <bool kPerElement>
+void quantize_kernel(const float* x, size_t n, const float* scale, const float* zp, QuantType type,
+                     uint8_t* out) {
   const bool u8 = type == QuantType::QUInt8;
   const float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f;
-  const float zp = static_cast<float>(p.zero_point);
   size_t i = 0;
 #if defined(__SSE2__)
   // Round half to even without SSE4.1's roundps: adding and subtracting
   // 1.5 * 2^23 leaves the nearest integer (ties to even) for |v| < 2^22;
   // larger floats are integers already. Same result as numpy.round.
-  const __m128 scale = _mm_set1_ps(p.scale), magic = _mm_set1_ps(12582912.0f),
-               limit = _mm_set1_ps(4194304.0f), abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)),
-               vzp = _mm_set1_ps(zp), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
-  auto one = [&](const float* src) {
-    __m128 v = _mm_div_ps(_mm_loadu_ps(src), scale);
+  const __m128 magic = _mm_set1_ps(12582912.0f), limit = _mm_set1_ps(4194304.0f),
+               abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)), vlo = _mm_set1_ps(lo),
+               vhi = _mm_set1_ps(hi);
+  const __m128 scale1 = _mm_set1_ps(scale[0]), zp1 = _mm_set1_ps(zp[0]);
+  auto one = [&](size_t k) {
+    const __m128 sc = kPerElement ? _mm_loadu_ps(scale + k) : scale1;
+    const __m128 z = kPerElement ? _mm_loadu_ps(zp + k) : zp1;
+    __m128 v = _mm_div_ps(_mm_loadu_ps(x + k), sc);
     const __m128 rounded = _mm_sub_ps(_mm_add_ps(v, magic), magic);
     const __m128 small = _mm_cmplt_ps(_mm_and_ps(v, abs_mask), limit);
     v = _mm_or_ps(_mm_and_ps(small, rounded), _mm_andnot_ps(small, v));
-    v = _mm_min_ps(_mm_max_ps(_mm_add_ps(v, vzp), vlo), vhi);
+    v = _mm_min_ps(_mm_max_ps(_mm_add_ps(v, z), vlo), vhi);
     return _mm_cvttps_epi32(v);  // exact: v is integral
   };
   for (; i + 16 <= n; i += 16) {
-    const __m128i a = _mm_packs_epi32(one(x + i), one(x + i + 4));
-    const __m128i b = _mm_packs_epi32(one(x + i + 8), one(x + i + 12));
+    const __m128i a = _mm_packs_epi32(one(i), one(i + 4));
+    const __m128i b = _mm_packs_epi32(one(i + 8), one(i + 12));
     const __m128i bytes = u8 ? _mm_packus_epi16(a, b) : _mm_packs_epi16(a, b);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), bytes);
   }
 #endif
   for (; i < n; ++i) {
-    float q = std::nearbyint(x[i] / p.scale) + zp;
+    const size_t k = kPerElement ? i : 0;
+    float q = std::nearbyint(x[i] / scale[k]) + zp[k];
     q = std::min(std::max(q, lo), hi);
     out[i] = u8 ? static_cast<uint8_t>(static_cast<int32_t>(q))
                 : static_cast<uint8_t>(static_cast<int8_t>(static_cast<int32_t>(q)));
   }
+}
+
+}  // namespace
+
+void quantize_with_params(const float* x, size_t n, QuantParams p, QuantType type, uint8_t* out) {
+  const float zp = static_cast<float>(p.zero_point);
+  quantize_kernel<false>(x, n, &p.scale, &zp, type, out);
 }
 
 QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
@@ -679,6 +696,36 @@ class DynamicQuantizer {
     std::vector<float> scales(channels);
     std::vector<int32_t> zps(channels);
     const QuantType type = to_quant_type(qtype);
+    if (inner == 1 && outer > 0) {
+      // The channel is the last axis (MatMul's output columns): walk rows,
+      // keeping per-column ranges, instead of gathering strided columns.
+      int32_t qmin, qmax;
+      quant_range(type, reduce, symmetric, qmin, qmax);
+      std::vector<float> zp_f(channels);
+      core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
+        const size_t w = ce - cb;
+        std::vector<float> lo(data + cb, data + ce), hi(lo), probe(w, 0.0f);
+        for (size_t r = 0; r < outer; ++r) {
+          const float* row = data + r * channels + cb;
+          for (size_t j = 0; j < w; ++j) {
+            const float v = row[j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+            probe[j] += v - v;  // per column, in row order: no reassociation
+          }
+        }
+        for (size_t j = 0; j < w; ++j) {
+          if (probe[j] != 0.0f || (data[cb + j] - data[cb + j]) != 0.0f) finite = false;
+          const QuantParams p = compute_scale_zp(lo[j], hi[j], qmin, qmax, symmetric);
+          scales[cb + j] = p.scale;
+          zps[cb + j] = p.zero_point;
+          zp_f[cb + j] = static_cast<float>(p.zero_point);
+        }
+        for (size_t r = 0; r < outer; ++r)
+          quantize_kernel<true>(data + r * channels + cb, w, scales.data() + cb, zp_f.data() + cb, type,
+                                qp + r * channels + cb);
+      });
+    } else {
     core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
       std::vector<float> buf(outer * inner);
       std::vector<uint8_t> qbuf(outer * inner);
@@ -694,6 +741,7 @@ class DynamicQuantizer {
         zps[c] = p.zero_point;
       }
     });
+    }
     if (!finite) non_finite(name);
     const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
                       scale_name = name + "_scale";
