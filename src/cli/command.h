@@ -31,6 +31,8 @@ void add_quantize_onnx_command(CLI::App& root, Commands& commands);
 void add_run_command(CLI::App& root, Commands& commands);
 void add_bench_command(CLI::App& root, Commands& commands);
 void add_export_command(CLI::App& root, Commands& commands);
+void add_embed_labels_command(CLI::App& root, Commands& commands);
+void add_classify_command(CLI::App& root, Commands& commands);
 void add_quantize_gguf_command(CLI::App& root, Commands& commands);
 void add_convert_gguf_command(CLI::App& root, Commands& commands);
 
