@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "core/thread_pool.h"
 #include "onnx/model_io.h"
 #include "text/wordpiece.h"
 
@@ -69,16 +70,24 @@ std::string float_bytes(const std::vector<float>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
-// [rows, cols] row-major -> [cols, rows], blocked for the caches.
+// [rows, cols] row-major -> [cols, rows], blocked for the caches, bands of
+// output rows spread over the thread pool.
 std::vector<float> transpose(const float* src, int64_t rows, int64_t cols) {
   std::vector<float> dst(static_cast<size_t>(rows * cols));
   constexpr int64_t kBlock = 32;
-  for (int64_t r0 = 0; r0 < rows; r0 += kBlock)
-    for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
-      const int64_t r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) dst[static_cast<size_t>(c * rows + r)] = src[r * cols + c];
-    }
+  const auto bands = static_cast<size_t>((cols + kBlock - 1) / kBlock);
+  auto run = [&](size_t b0, size_t b1) {
+    for (int64_t c0 = static_cast<int64_t>(b0) * kBlock; c0 < std::min(cols, static_cast<int64_t>(b1) * kBlock); c0 += kBlock)
+      for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
+        const int64_t r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) dst[static_cast<size_t>(c * rows + r)] = src[r * cols + c];
+      }
+  };
+  if (rows * cols < (1 << 16))
+    run(0, bands);
+  else
+    core::default_pool().parallel_chunks(0, bands, run);
   return dst;
 }
 
@@ -648,9 +657,15 @@ void check_exported(const onnx::Model& model, const std::string& what) {
 ExportResult export_biomedclip(const std::string& dir, const std::string& out_dir,
                                const ExportOptions& o) {
   const auto start = std::chrono::steady_clock::now();
+  auto lap = [last = start](const char* what) mutable {
+    const auto now = std::chrono::steady_clock::now();
+    core::log_verbose("{}: {:.3f} s", what, std::chrono::duration<double>(now - last).count());
+    last = now;
+  };
   check_batch(o.batch);
   if (o.opset != kDefaultOpset) new_model("", o.opset);  // the same message, before any work
   auto ckpt = BiomedClipCheckpoint::open(dir);
+  lap("read and validate the checkpoint");
   const BiomedClipConfig& c = ckpt.config;
   const auto tok = read_tokenizer(dir, c.text.bert.vocab_size);
   core::log_info("{}: BiomedCLIP: ViT {}x{} (patch {}, {} px, {} heads: {}), BERT {}x{} ({} heads: {}), "
@@ -701,16 +716,23 @@ ExportResult export_biomedclip(const std::string& dir, const std::string& out_di
   // is removed again, so a failed export leaves no file behind.
   {
     onnx::Model vision = build_vision_model(ckpt, o);
+    lap("build vision graph");
     check_exported(vision, vision_path);
+    lap("check vision graph");
     result.source_sha256 = hash.get();
+    lap("hash the source (rest)");
     metadata(vision, "vision", result.source_sha256);
     onnx::save_model(vision, vision_path);
+    lap("write vision model");
   }
   try {
     onnx::Model text = build_text_model(ckpt, o);
+    lap("build text graph");
     check_exported(text, text_path);
+    lap("check text graph");
     metadata(text, "text", result.source_sha256);
     onnx::save_model(text, text_path);
+    lap("write text model");
   } catch (...) {
     std::error_code ec;
     fs::remove(vision_path, ec);
