@@ -197,6 +197,7 @@ std::optional<Tree> read_tree(const std::string& tree_dir, const std::string& co
     return bad("expected {\"format_version\": 1, \"files\": {...}}");
   Tree tree;
   for (const auto& [path, e] : j["files"].items()) {
+    if (!is_safe_relative_path(path)) return bad(fmt::format("unsafe file name '{}'", path));
     if (!e.is_object() || !e.contains("size") || !e["size"].is_number_unsigned() ||
         !e.contains("blob_id") || !e["blob_id"].is_string())
       return bad(fmt::format("entry '{}' lacks size or blob_id", path));

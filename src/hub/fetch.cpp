@@ -398,7 +398,9 @@ uint64_t free_disk_space(const std::string& dir) {
 
 FetchResult fetch(const FetchOptions& o, const HubSettings& settings) {
   validate_repo_id(o.repo_id);
-  if (o.revision.empty()) fail("{}: empty --revision", o.repo_id);
+  // A revision names a file under refs/: no way out of the cache folder.
+  if (!is_safe_relative_path(o.revision))
+    fail("{}: '{}' is not a valid revision (a branch, tag or commit sha)", o.repo_id, o.revision);
   HubCache cache(settings.cache_dir, o.repo_id);
   if (settings.offline) return fetch_offline(o, cache, "HF_HUB_OFFLINE is set");
 

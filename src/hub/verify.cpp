@@ -478,6 +478,7 @@ Target resolve_target(const std::string& target, const VerifyOptions& options) {
   } catch (const Error&) {
     fail("{}: no such file or folder", target);
   }
+  if (!is_safe_relative_path(revision)) fail("{}: '{}' is not a valid revision", target, revision);
   HubCache cache(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir, repo);
   auto commit = cache.resolve_offline(revision);
   if (!commit)

@@ -186,6 +186,8 @@ def test_fetch_pinned_revision(hub, home):
     assert sorted(p.name for p in (repo_dir(home, GEMMA) / "refs").iterdir()) == ["v1"]
     r = fetch(hub, home, GEMMA, "--revision", "nope", expect=1)
     assert "revision 'nope' does not exist" in r.stderr
+    r = fetch(hub, home, GEMMA, "--revision", "../../escape", expect=1)
+    assert "not a valid revision" in r.stderr
 
 
 def test_offline_reuse(hub, home):

@@ -300,6 +300,9 @@ TEST(Cache, TreeRoundTrip) {
   EXPECT_FALSE(tree_from_siblings(sibs));
   core::write_file_atomic(dir.path() + "/trees/" + std::string(40, 'e') + ".json", "[]");
   EXPECT_THROW(read_tree(dir.path(), std::string(40, 'e')), Error);
+  core::write_file_atomic(dir.path() + "/trees/" + std::string(40, 'f') + ".json",
+                          R"({"format_version": 1, "files": {"../x": {"size": 1, "blob_id": "a"}}})");
+  EXPECT_THROW(read_tree(dir.path(), std::string(40, 'f')), Error);
 }
 
 TEST(Cache, LocalDirMetadata) {
