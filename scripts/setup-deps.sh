@@ -36,6 +36,7 @@ APT_PACKAGES=(
     libgtest-dev libgmock-dev libbenchmark-dev
     libutf8proc-dev libpng-dev libjpeg-dev
     python3-venv
+    chromium  # headless browser for the HTML report test (tests/peer/test_validate_gguf.py)
 )
 
 # shellcheck source=scripts/env.sh
