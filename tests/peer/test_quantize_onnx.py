@@ -149,6 +149,35 @@ def test_ort_fusions_fire(tmp_path, flags):
     assert fused == written
 
 
+CLIP = Path(os.environ.get("MEDQUANT_FIXTURES", Path(__file__).resolve().parents[1] / "fixtures")) / "tiny-biomedclip"
+
+BIOMEDCLIP_OPTIONS = ["qint8", "quint8_per_channel_reduce", "qint8_per_channel", "conv_matmul_quint8",
+                      "gather_matmul_transpose"]
+
+
+@pytest.fixture(scope="module")
+def biomedclip_export(tmp_path_factory):
+    if not (CLIP / "open_clip_config.json").exists():
+        pytest.skip("tiny-biomedclip fixture not present")
+    d = tmp_path_factory.mktemp("biomedclip")
+    run_medquant("export", "biomedclip", CLIP, "-o", d)
+    return d
+
+
+@pytest.mark.parametrize("tower", ["vision", "text"])
+@pytest.mark.parametrize("option_set", BIOMEDCLIP_OPTIONS)
+def test_biomedclip_export_matches_quantize_dynamic(biomedclip_export, tmp_path, tower, option_set):
+    """The team's own export of the tiny BiomedCLIP fixture, through both quantizers."""
+    fp32 = biomedclip_export / f"biomedclip_{tower}.onnx"
+    model = onnx.load(str(fp32))
+    flags, kwargs = OPTION_SETS[option_set]
+    ref, ours = tmp_path / "ort.onnx", tmp_path / "medquant.onnx"
+    quantize_dynamic(str(fp32), str(ref), **ort_kwargs(kwargs))
+    run_medquant("quantize", "onnx", fp32, "-o", ours, "--no-preprocess", *flags)
+    compare_models(ours, ref)
+    compare_outputs(ours, ref, model, f"biomedclip_{tower}/{option_set}")
+
+
 def test_exclude_and_include(tmp_path):
     model = onnx_models.attention_block()
     fp32 = tmp_path / "model.onnx"
