@@ -25,14 +25,16 @@ import onnx_models  # noqa: E402
 
 
 def measured(cmd):
-    """Runs cmd; returns (seconds, peak RSS in MiB) of that process alone."""
+    """Runs cmd; returns (wall seconds, CPU seconds (user + system), peak RSS
+    in MiB) of that process alone. CPU time is the steadier figure on a busy
+    machine; wall time includes medquant's fsync of the output (ORT does none)."""
     t = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True)
+    p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], capture_output=True, text=True)
     seconds = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
-    peak_kib = int(p.stderr.strip().splitlines()[-1])
-    return seconds, peak_kib / 1024.0
+    user, system, peak_kib = p.stderr.strip().splitlines()[-1].split()
+    return seconds, float(user) + float(system), int(peak_kib) / 1024.0
 
 
 def outputs(path, feeds):
@@ -63,8 +65,8 @@ def main():
         ort_script = ("import sys; from onnxruntime.quantization import quantize_dynamic, QuantType; "
                       "quantize_dynamic(sys.argv[1], sys.argv[2], op_types_to_quantize=['MatMul'], "
                       "weight_type=QuantType.QInt8)")
-        ort_s, ort_rss = measured([sys.executable, "-c", ort_script, str(fp32), str(ref)])
-        mq_s, mq_rss = measured([args.medquant, "-q", "quantize", "onnx", str(fp32), "-o", str(ours)])
+        ort_s, ort_cpu, ort_rss = measured([sys.executable, "-c", ort_script, str(fp32), str(ref)])
+        mq_s, mq_cpu, mq_rss = measured([args.medquant, "-q", "quantize", "onnx", str(fp32), "-o", str(ours)])
 
         rng = np.random.default_rng(0)
         feeds = [{"pixel_values": rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}
@@ -77,15 +79,16 @@ def main():
             "bench": "quantize_onnx_vit_b16",
             "options": "qint8 per-tensor, op types MatMul (both tools)",
             "fp32_bytes": fp32.stat().st_size,
-            "medquant": {"seconds": round(mq_s, 3), "peak_rss_mib": round(mq_rss, 1),
+            "medquant": {"seconds": round(mq_s, 3), "cpu_seconds": round(mq_cpu, 3), "peak_rss_mib": round(mq_rss, 1),
                          "bytes": ours.stat().st_size, "cosine_mean": float(np.mean(cos_mq)),
                          "cosine_min": float(np.min(cos_mq))},
-            "onnxruntime": {"seconds": round(ort_s, 3), "peak_rss_mib": round(ort_rss, 1),
+            "onnxruntime": {"seconds": round(ort_s, 3), "cpu_seconds": round(ort_cpu, 3), "peak_rss_mib": round(ort_rss, 1),
                             "bytes": ref.stat().st_size, "cosine_mean": float(np.mean(cos_ort)),
                             "cosine_min": float(np.min(cos_ort))},
             "onnxruntime_version": ort.__version__,
         }
         row["speedup"] = round(ort_s / mq_s, 2)
+        row["cpu_ratio"] = round(ort_cpu / mq_cpu, 2) if mq_cpu > 0 else None
         row["rss_ratio"] = round(ort_rss / mq_rss, 2)
         row["size_ratio"] = round(ours.stat().st_size / ref.stat().st_size, 4)
         row["targets_met"] = {
