@@ -41,6 +41,17 @@ const Json& require(const Json& obj, const char* key, Json::value_t type, const 
   return *it;
 }
 
+// nlohmann's parse errors quote the bytes last read, which may not be text.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f) out += c;
+    else out += fmt::format("\\x{:02x}", u);
+  }
+  return out;
+}
+
 bool is_hex64(const std::string& s) {
   if (s.size() != 64) return false;
   for (char c : s)
@@ -88,7 +99,7 @@ LabelSet parse_labels_json(std::string_view text, const std::string& where) {
   try {
     j = Json::parse(text);
   } catch (const Json::exception& e) {
-    fail("{}: not valid JSON ({})", where, e.what());
+    fail("{}: not valid JSON ({})", where, printable(e.what()));
   }
   if (!j.is_object()) fail("{}: not a labels file (the top level is {}, not an object)", where, j.type_name());
   const std::string schema = require(j, "schema", Json::value_t::string, where, "").get<std::string>();
