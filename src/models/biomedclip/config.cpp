@@ -547,7 +547,7 @@ void check_tensors(const std::vector<ExpectedTensor>& expected, const ShapeTable
 
 BiomedClipConfig describe_biomedclip(const ConfigFiles& files, const ShapeTable& shapes) {
   const std::string& oc = files.open_clip_path;
-  const std::string where = "checkpoint";
+  const std::string& where = files.weights_path;
   if (!files.open_clip.is_object()) fail("{}: not a JSON object", oc);
   JsonView root{&files.open_clip, oc, ""};
   JsonView mc = root.sub("model_cfg");

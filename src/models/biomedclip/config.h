@@ -168,6 +168,7 @@ struct ConfigFiles {
   std::string timm_path;
   std::optional<Json> text;  // the BERT config.json
   std::string text_path;
+  std::string weights_path = "checkpoint";  // names the state dict in messages
 };
 
 // Works out the whole model from the configs and the tensor shapes, checking

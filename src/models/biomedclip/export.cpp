@@ -493,7 +493,8 @@ BiomedClipCheckpoint BiomedClipCheckpoint::open(const std::string& dir) {
     }
 
   c.weights = Weights::open(c.weights_path);
-  c.config = with_context(c.weights_path, [&] { return describe_biomedclip(f, c.weights->shapes()); });
+  f.weights_path = c.weights_path;
+  c.config = describe_biomedclip(f, c.weights->shapes());
   {
     const auto s = c.weights->floats("logit_scale");
     c.logit_scale = s.values()[0];
@@ -763,7 +764,7 @@ ExportResult export_bert(const std::string& dir, const std::string& out_path, co
   const std::string prefix = find_bert_prefix(shapes, weights_path);
   const BertConfig bc = describe_bert(&config, config_path, shapes, prefix, weights_path);
   with_context(weights_path, [&] {
-    check_tensors(expected_bert_tensors(bc, false), shapes, "checkpoint");
+    check_tensors(expected_bert_tensors(bc, false), shapes, "encoder");
     // Whatever else sits under the encoder's prefix must be something we know.
     std::set<std::string> used;
     for (const auto& t : expected_bert_tensors(bc, bc.has_pooler)) used.insert(t.name);
