@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -30,6 +31,11 @@ struct ClassifyOptions {
 };
 
 int run_classify(const ClassifyOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  const auto t_start = Clock::now();
   const zeroshot::LabelSet set = zeroshot::read_labels_json(o.labels);
   zeroshot::ImageEncoder encoder(o.vision_model, {.threads = core::default_threads()});
   const zeroshot::TowerInfo& info = encoder.info();
@@ -51,19 +57,28 @@ int run_classify(const ClassifyOptions& o) {
 
   // Images are decoded and preprocessed one batch at a time; any error stops
   // the command before anything is printed.
+  const double load_ms = ms_since(t_start);
   const size_t batch = info.batch > 0 ? static_cast<size_t>(info.batch) : 1;
   std::vector<std::vector<zeroshot::Prediction>> results;
+  double preprocess_ms = 0, encode_ms = 0;
   for (size_t start = 0; start < o.images.size(); start += batch) {
     std::vector<std::vector<float>> pixels;
+    auto t = Clock::now();
     for (size_t i = start; i < std::min(o.images.size(), start + batch); ++i)
       pixels.push_back(encoder.preprocess(o.images[i]));
+    preprocess_ms += ms_since(t);
+    t = Clock::now();
     const auto embeddings = encoder.encode(pixels);
+    encode_ms += ms_since(t);
     for (size_t k = 0; k < embeddings.size(); ++k)
       results.push_back(with_context(o.images[start + k], [&] {
         return zeroshot::top_k(zeroshot::predict(embeddings[k], set), o.top);
       }));
   }
 
+  core::log_verbose("load {:.1f} ms, decode + preprocess {:.1f} ms, encode {:.1f} ms ({} image{}), total {:.1f} ms",
+                    load_ms, preprocess_ms, encode_ms, o.images.size(), o.images.size() == 1 ? "" : "s",
+                    ms_since(t_start));
   if (o.json) {
     nlohmann::ordered_json out;
     out["vision_model"] = o.vision_model;
@@ -79,6 +94,10 @@ int run_classify(const ClassifyOptions& o) {
                        {"cosine", p.cosine}});
       out["images"].push_back({{"image", o.images[i]}, {"top", std::move(top)}});
     }
+    out["timings_ms"] = {{"load", load_ms},
+                         {"preprocess", preprocess_ms},
+                         {"encode", encode_ms},
+                         {"total", ms_since(t_start)}};
     fmt::print("{}\n", out.dump(1));
   } else {
     for (size_t i = 0; i < results.size(); ++i) {
