@@ -21,8 +21,16 @@ namespace g3 = models::gemma3;
 struct Args {
   g3::ConvertOptions options;
   std::string model_name;
+  std::string token_embedding_type, output_tensor_type;
+  std::vector<std::string> tensor_types;
   bool json = false;
 };
+
+quant::Type parse_type_arg(const std::string& flag, const std::string& value) {
+  const auto t = quant::parse_type(value);
+  if (!t) fail("{} '{}': unknown ggml type", flag, value);
+  return *t;
+}
 
 void print_table(const g3::ConvertResult& r, bool dry_run) {
   for (const auto& f : r.files) {
@@ -75,6 +83,11 @@ void print_json(const g3::ConvertResult& r, bool dry_run) {
 
 int run(Args& a) {
   if (!a.model_name.empty()) a.options.model_name = a.model_name;
+  if (!a.token_embedding_type.empty())
+    a.options.plan.token_embedding_type = parse_type_arg("--token-embedding-type", a.token_embedding_type);
+  if (!a.output_tensor_type.empty())
+    a.options.plan.output_tensor_type = parse_type_arg("--output-tensor-type", a.output_tensor_type);
+  for (const auto& s : a.tensor_types) a.options.plan.tensor_types.push_back(gguf::parse_tensor_type_override(s));
   const g3::ConvertResult r = g3::convert_gguf(a.options, core::default_pool());
   if (a.json) print_json(r, a.options.dry_run);
   else if (core::verbosity() >= core::Verbosity::Normal || a.options.dry_run)
@@ -109,6 +122,13 @@ void add_convert_gguf_command(CLI::App& root, Commands& commands) {
                   "Projector type: auto, f32, f16, bf16 or q8_0 (default: --outtype if it is "
                   "one of these, else f16)");
   app->add_option("--model-name", a->model_name, "general.name (default: from the model card / folder)");
+  // llama-quantize's per-tensor options, for the quantized output types (as in quantize gguf).
+  app->add_option("--tensor-type", a->tensor_types,
+                  "REGEX=TYPE: type for tensors whose name matches (repeatable, first match wins)");
+  app->add_option("--token-embedding-type", a->token_embedding_type, "Type for token_embd.weight");
+  app->add_option("--output-tensor-type", a->output_tensor_type, "Type for output.weight");
+  app->add_flag("--leave-output-tensor", a->options.plan.leave_output_tensor, "Leave output.weight unquantized");
+  app->add_flag("--pure", a->options.plan.pure, "No per-tensor mix rules: every tensor gets the mix's type");
   app->add_flag("--dry-run", a->options.dry_run, "Check and plan; print the tensors; write nothing");
   app->add_flag("--json", a->json, "Print the summary as one JSON object");
   commands.push_back({app, [a]() -> int { return run(*a); }});

@@ -189,6 +189,37 @@ def test_direct_mix_equals_convert_then_quantize(work, models, model, base, mix)
         assert direct.read_bytes() == ref.read_bytes()
 
 
+OPTION_CASES = [
+    ("Q4_K_M", ["--tensor-type", "attn_v=q8_0", "--tensor-type", "FFN_DOWN=q5_k"]),
+    ("Q4_K_S", ["--output-tensor-type", "q5_k"]),  # tied: token_embd follows it
+    ("Q4_K_S", ["--token-embedding-type", "q8_0"]),
+    ("Q5_K_M", ["--pure"]),
+    ("Q3_K_M", ["--leave-output-tensor", "--tensor-type", r"blk\.[0-2]\.ffn_(up|gate)=q4_0"]),
+]
+
+
+@pytest.mark.parametrize("mix,opts", OPTION_CASES)
+def test_direct_mix_with_llama_quantize_options(work, models, mix, opts):
+    """llama-quantize's per-tensor options mean the same in one pass."""
+    tag = OPTION_CASES.index((mix, opts))
+    direct = work / f"direct-opts-{tag}.gguf"
+    convert(models["tiny-gemma3"], direct, mix.lower(), None, *opts)
+    plain = ours_for(work, models, "tiny-gemma3", "text", "bf16")
+    two_pass = work / f"two-pass-opts-{tag}.gguf"
+    run([MEDQUANT, "-q", "--threads", 2, "quantize", "gguf", plain, "-o", two_pass, "--type", mix, *opts])
+    assert direct.read_bytes() == two_pass.read_bytes()
+    if LLAMA_QUANTIZE.exists():
+        ref = work / f"llama-quantize-opts-{tag}.gguf"
+        run([LLAMA_QUANTIZE, *opts, plain, ref, mix, 2])
+        assert direct.read_bytes() == ref.read_bytes()
+
+
+def test_quantize_options_need_a_mix(work, models):
+    r = convert(models["tiny-gemma3-text"], work / "opts.gguf", "bf16", None, "--pure", check=False)
+    assert r.returncode == 1 and "--pure" in r.stderr
+    assert not (work / "opts.gguf").exists()
+
+
 @pytest.mark.parametrize("model", ["tiny-gemma3", "tiny-gemma3-text"])
 def test_q4_k_s_equals_llama_quantize_of_llama_cpp_bf16(work, models, model):
     ours = gguf_table.read_table(ours_for(work, models, model, "text", "q4_k_s"))

@@ -495,6 +495,11 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
     fail("{}: --mmproj: architecture '{}' has no vision tower (needs Gemma3ForConditionalGeneration)",
          hf.path(), config.architecture);
   const OutType text_out = parse_outtype(opt.outtype, true, "--outtype");
+  if (!text_out.mix && (!opt.plan.tensor_types.empty() || opt.plan.output_tensor_type ||
+                        opt.plan.token_embedding_type || opt.plan.pure || opt.plan.leave_output_tensor))
+    fail("--tensor-type, --output-tensor-type, --token-embedding-type, --pure and "
+         "--leave-output-tensor apply to the quantized output types (q4_k_s, ...), not to {}",
+         opt.outtype);
   std::string mm_given = opt.mmproj_outtype;
   if (mm_given.empty())
     mm_given = (text_out.plain || text_out.automatic || text_out.name == "q8_0") ? text_out.name : "f16";
@@ -535,8 +540,9 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
     header.kvs = kv.take();
     for (const Item& it : items) header.tensors.push_back(it.gguf_info());
     if (text_out.mix) {
-      gguf::PlanOptions plan_options;
+      gguf::PlanOptions plan_options = opt.plan;
       plan_options.mix = *text_out.mix;
+      plan_options.has_imatrix = false;
       const gguf::Plan plan = gguf::plan_quantization(header, plan_options, opt.model_dir);
       o->kvs = gguf::quantized_kvs(header, text_out.mix->file_type, nullptr);
       o->outtype = std::string(text_out.mix->name);

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "gguf/quantize_plan.h"
 #include "quant/quant.h"
 
 namespace medquant::core {
@@ -44,6 +45,10 @@ struct ConvertOptions {
   std::string outtype = "auto";
   std::string mmproj_outtype;  // empty: outtype if f32/f16/bf16/q8_0, else f16
   std::optional<std::string> model_name;  // general.name (--model-name)
+  // For the mixes: llama-quantize's per-tensor options (--tensor-type,
+  // --output-tensor-type, --token-embedding-type, --pure,
+  // --leave-output-tensor); `mix` and `has_imatrix` are set here.
+  gguf::PlanOptions plan;
   bool dry_run = false;        // plan only, write nothing
   uint64_t slab_bytes = 64ull << 20;
 };
