@@ -129,6 +129,8 @@ void add_convert_gguf_command(CLI::App& root, Commands& commands) {
   app->add_option("--output-tensor-type", a->output_tensor_type, "Type for output.weight");
   app->add_flag("--leave-output-tensor", a->options.plan.leave_output_tensor, "Leave output.weight unquantized");
   app->add_flag("--pure", a->options.plan.pure, "No per-tensor mix rules: every tensor gets the mix's type");
+  app->add_option("--imatrix", a->options.imatrix,
+                  "Importance matrix from llama-imatrix (GGUF or legacy .dat), for the quantized types");
   app->add_flag("--dry-run", a->options.dry_run, "Check and plan; print the tensors; write nothing");
   app->add_flag("--json", a->json, "Print the summary as one JSON object");
   commands.push_back({app, [a]() -> int { return run(*a); }});

@@ -42,6 +42,7 @@ FIXTURES = Path(os.environ.get("MEDQUANT_FIXTURES", Path(__file__).parents[1] / 
 LLAMA_PREFIX = Path(os.environ.get("MEDQUANT_LLAMA_PREFIX", ""))
 BUILD_DIR = Path(os.environ.get("MEDQUANT_BUILD_DIR", ""))
 LLAMA_QUANTIZE = LLAMA_PREFIX / "bin" / "llama-quantize"
+LLAMA_IMATRIX = LLAMA_PREFIX / "bin" / "llama-imatrix"
 PEER_TOOL = BUILD_DIR / "tests" / "peer" / "convert_peer_tool"
 EXPECTED = FIXTURES / "expected-gguf"
 
@@ -212,6 +213,39 @@ def test_direct_mix_with_llama_quantize_options(work, models, mix, opts):
         ref = work / f"llama-quantize-opts-{tag}.gguf"
         run([LLAMA_QUANTIZE, *opts, plain, ref, mix, 2])
         assert direct.read_bytes() == ref.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def imatrix(work, models):
+    """llama-imatrix on our bf16 tiny-gemma3 (a relative path: both tools run in
+    `work`, so quantize.imatrix.file is the same string)."""
+    if not LLAMA_IMATRIX.exists():
+        pytest.skip(f"{LLAMA_IMATRIX} not found")
+    calib = work / "calib.txt"
+    words = ("the patient presented with chest pain and shortness of breath after exercise "
+             "the scan showed no fracture of the left femur blood pressure was normal").split()
+    rng = np.random.default_rng(3)
+    calib.write_text(" ".join(words[i] for i in rng.integers(0, len(words), 3000)))
+    run([LLAMA_IMATRIX, "-m", ours_for(work, models, "tiny-gemma3", "text", "bf16"), "-f", calib,
+         "-o", work / "convert.imatrix.gguf", "--output-format", "gguf", "-c", 128, "--chunks", 4, "-t", 2])
+    return "convert.imatrix.gguf"
+
+
+@pytest.mark.parametrize("mix", ["Q4_K_S", "Q4_0", "Q3_K_M", "Q6_K"])
+def test_direct_mix_with_imatrix(work, models, imatrix, mix):
+    direct = work / f"direct-imatrix-{mix}.gguf"
+    run([MEDQUANT, "-q", "--threads", 2, "convert", "gguf", models["tiny-gemma3"], "-o", direct.name,
+         "--outtype", mix, "--imatrix", imatrix], cwd=work)
+    plain = ours_for(work, models, "tiny-gemma3", "text", "bf16")
+    two_pass = work / f"two-pass-imatrix-{mix}.gguf"
+    run([MEDQUANT, "-q", "--threads", 2, "quantize", "gguf", plain, "-o", two_pass.name, "--type", mix,
+         "--imatrix", imatrix], cwd=work)
+    assert direct.read_bytes() == two_pass.read_bytes()
+    ref = work / f"llama-quantize-imatrix-{mix}.gguf"
+    run([LLAMA_QUANTIZE, "--imatrix", imatrix, plain, ref.name, mix, 2], cwd=work)
+    assert direct.read_bytes() == ref.read_bytes()
+    keys = {k["key"] for k in gguf_table.read_table(direct)["kv"]}
+    assert {"quantize.imatrix.file", "quantize.imatrix.entries_count"} <= keys
 
 
 def test_quantize_options_need_a_mix(work, models):

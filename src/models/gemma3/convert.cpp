@@ -19,6 +19,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf.h"
+#include "gguf/imatrix.h"
 #include "gguf/quantize_plan.h"
 #include "gguf/validate.h"
 #include "models/gemma3/config.h"
@@ -417,6 +418,7 @@ struct Output {
   std::vector<const Item*> order;        // items in file order
   std::vector<Type> final_types;         // per order entry
   std::vector<bool> quantize;            // per order entry: quantized from item.type
+  std::vector<const float*> imatrix;     // per order entry: importance weights or null
   std::vector<gguf::TensorInfo> infos;   // per order entry
   uint64_t parameters = 0;
   std::unique_ptr<gguf::Writer> writer;
@@ -457,7 +459,7 @@ void stream(Output& o, const ConvertOptions& opt, core::ThreadPool& pool, core::
       if (o.quantize[k]) {
         dst.resize(static_cast<size_t>(n) * out_row);
         const quant::TensorStats s = quant::quantize_tensor(out_type, float_dtype(mid_type), bytes.data(),
-                                                            dst.data(), n, it.ne0, nullptr, pool, &progress);
+                                                            dst.data(), n, it.ne0, o.imatrix[k], pool, &progress);
         stats.add(s, static_cast<uint64_t>(n * it.ne0));
         if (auto bad = find_invalid_rows(out_type, dst, out_row, pool))
           fail("{}: tensor '{}': quantized data is invalid: {} (rows {} to {}); the source values are "
@@ -507,6 +509,23 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
 
   const checkpoint::Checkpoint ck = checkpoint::Checkpoint::open(opt.model_dir);
 
+  // Importance matrix, read and normalised as quantize gguf reads it.
+  gguf::Imatrix imatrix;
+  gguf::ImatrixMetadata imatrix_meta;
+  if (!opt.imatrix.empty()) {
+    if (!text_out.mix) fail("--imatrix applies to the quantized output types (q4_k_s, ...), not to {}", opt.outtype);
+    imatrix = gguf::load_imatrix(opt.imatrix);
+    for (const auto& [name, values] : imatrix.entries)
+      for (size_t i = 0; i < values.size(); ++i)
+        if (!std::isfinite(values[i]))
+          fail("{}: entry '{}' value {} is {}, not finite", opt.imatrix, name, i, values[i]);
+    imatrix_meta.file = opt.imatrix;
+    if (!imatrix.datasets.empty())
+      imatrix_meta.dataset = imatrix.datasets[0].substr(0, imatrix.datasets[0].find('\0'));
+    imatrix_meta.entries = static_cast<uint32_t>(imatrix.entries.size());
+    imatrix_meta.chunks = imatrix.chunk_count;
+  }
+
   ConvertResult result;
   result.architecture = config.architecture;
   std::vector<std::unique_ptr<Output>> outputs;
@@ -542,9 +561,10 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
     if (text_out.mix) {
       gguf::PlanOptions plan_options = opt.plan;
       plan_options.mix = *text_out.mix;
-      plan_options.has_imatrix = false;
+      plan_options.has_imatrix = !imatrix.entries.empty();
       const gguf::Plan plan = gguf::plan_quantization(header, plan_options, opt.model_dir);
-      o->kvs = gguf::quantized_kvs(header, text_out.mix->file_type, nullptr);
+      o->kvs = gguf::quantized_kvs(header, text_out.mix->file_type,
+                                   imatrix.entries.empty() ? nullptr : &imatrix_meta);
       o->outtype = std::string(text_out.mix->name);
       o->mix = true;
       o->file_type = static_cast<uint32_t>(text_out.mix->file_type);
@@ -553,6 +573,21 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
         o->order.push_back(&it);
         o->final_types.push_back(p.type);
         o->quantize.push_back(p.quantize);
+        // As quantize gguf: the entry of the tensor's name, if its size fits
+        // (a token_embd entry of another size is ignored, as llama-quantize does).
+        const float* weights = nullptr;
+        if (p.quantize && !imatrix.entries.empty()) {
+          auto e = imatrix.entries.find(it.rule.gguf_name);
+          if (e == imatrix.entries.end()) {
+            core::log_verbose("{}: no importance weights for {}", opt.imatrix, it.rule.gguf_name);
+          } else if (e->second.size() == static_cast<size_t>(it.ne0)) {
+            weights = e->second.data();
+          } else if (!it.rule.token_embd) {
+            fail("{}: entry '{}' has {} values but the tensor needs {}", opt.imatrix, e->first,
+                 e->second.size(), it.ne0);
+          }
+        }
+        o->imatrix.push_back(weights);
         gguf::TensorInfo info = header.tensors[p.source];
         info.n_dims = info.effective_n_dims();  // what ggml writes
         info.type = p.type;
@@ -565,6 +600,7 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
         o->order.push_back(&items[i]);
         o->final_types.push_back(items[i].type);
         o->quantize.push_back(false);
+        o->imatrix.push_back(nullptr);
         o->infos.push_back(header.tensors[i]);
       }
     }
@@ -593,6 +629,7 @@ ConvertResult convert_gguf(const ConvertOptions& opt, core::ThreadPool& pool) {
       o->order.push_back(&it);
       o->final_types.push_back(it.type);
       o->quantize.push_back(false);
+      o->imatrix.push_back(nullptr);
       o->infos.push_back(it.gguf_info());
     }
     outputs.push_back(std::move(o));

@@ -49,6 +49,7 @@ struct ConvertOptions {
   // --output-tensor-type, --token-embedding-type, --pure,
   // --leave-output-tensor); `mix` and `has_imatrix` are set here.
   gguf::PlanOptions plan;
+  std::string imatrix;         // llama-imatrix output (GGUF or .dat), for the mixes
   bool dry_run = false;        // plan only, write nothing
   uint64_t slab_bytes = 64ull << 20;
 };
