@@ -229,7 +229,9 @@ TEST(Metadata, ModelIdComponentsAreGgufPys) {
     EXPECT_EQ(c.finetune, opt(x[3]));
     EXPECT_EQ(c.version, opt(x[4]));
     EXPECT_EQ(c.size_label, opt(x[5]));
-    if (c.full_name) EXPECT_EQ(g3::id_to_title(*c.full_name), e["title"].get<std::string>());
+    if (c.full_name) {
+      EXPECT_EQ(g3::id_to_title(*c.full_name), e["title"].get<std::string>());
+    }
   }
   for (const Json& e : doc["size_labels"])
     EXPECT_EQ(g3::size_label(e["params"].get<uint64_t>()), e["label"].get<std::string>()) << e["params"];
