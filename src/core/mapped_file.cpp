@@ -75,4 +75,18 @@ void MappedFile::release(uint64_t offset, uint64_t length) const {
     ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
+void MappedFile::prefetch(uint64_t offset, uint64_t length) const {
+  if (!data_ || offset >= size_) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;
+  const uint64_t end = std::min<uint64_t>(offset + length, size_);
+  if (end <= begin) return;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+  void* p = const_cast<uint8_t*>(data_) + begin;
+  // Advisory: on failure (old kernel) fall back to a hint; errors are ignored.
+  if (::madvise(p, end - begin, MADV_POPULATE_READ) != 0) ::madvise(p, end - begin, MADV_WILLNEED);
+}
+
 }  // namespace medquant::core

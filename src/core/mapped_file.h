@@ -31,6 +31,11 @@ class MappedFile {
   // Tells the kernel we are done with a range (pages may be dropped).
   void release(uint64_t offset, uint64_t length) const;
 
+  // Maps a range we are about to read in one call (MADV_POPULATE_READ, or a
+  // read-ahead hint on older kernels), e.g. from a background thread, so
+  // that the readers do not take one page fault per few pages.
+  void prefetch(uint64_t offset, uint64_t length) const;
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

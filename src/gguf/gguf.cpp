@@ -604,6 +604,10 @@ void Reader::release(const TensorInfo& tensor, uint64_t begin, uint64_t end) con
   file_.release(header_.data_offset + tensor.offset + begin, end - begin);
 }
 
+void Reader::prefetch(const TensorInfo& tensor, uint64_t begin, uint64_t end) const {
+  file_.prefetch(header_.data_offset + tensor.offset + begin, end - begin);
+}
+
 Writer::Writer(std::string path, std::vector<KeyValue> kvs, std::vector<TensorInfo> tensors)
       : path_(std::move(path)), out_(path_, /*direct_io=*/true), tensors_(std::move(tensors)) {
   alignment_ = alignment_of(kvs, path_);

@@ -200,6 +200,8 @@ class Reader {
   std::span<const uint8_t> tensor_data(const TensorInfo& tensor) const;
   // Lets the kernel drop the pages of bytes [begin, end) of a tensor's data.
   void release(const TensorInfo& tensor, uint64_t begin, uint64_t end) const;
+  // Maps bytes [begin, end) of a tensor's data ahead of use (core::MappedFile::prefetch).
+  void prefetch(const TensorInfo& tensor, uint64_t begin, uint64_t end) const;
   const core::MappedFile& mapped() const { return file_; }
 
  private:

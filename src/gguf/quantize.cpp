@@ -22,6 +22,10 @@ namespace {
 
 using quant::Type;
 
+// Source bytes a worker checks and quantizes in one go: small enough to stay
+// in its L2 cache between the check and the conversion.
+constexpr uint64_t kTaskBytes = 256 << 10;
+
 std::optional<core::DType> plain_dtype(Type t) {
   switch (t) {
     case Type::F32: return core::DType::F32;
@@ -44,6 +48,12 @@ struct StatsSum {
     sq_src += s.rms_source * s.rms_source * static_cast<double>(values);
     max_abs = std::max(max_abs, s.max_abs_err);
     n += values;
+  }
+  void merge(const StatsSum& o) {
+    sq_err += o.sq_err;
+    sq_src += o.sq_src;
+    max_abs = std::max(max_abs, o.max_abs);
+    n += o.n;
   }
   quant::TensorStats result() const {
     quant::TensorStats s;
@@ -92,6 +102,11 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
     fail("--include-weights and --exclude-weights cannot be used together");
   Reader in(opt.input);
   const Header& h = in.header();
+  // llama-quantize reads all shards of a split model; one shard alone would
+  // silently lose the others' tensors.
+  if (const auto n = h.get_int("split.count"); n && *n > 1)
+    fail("{}: shard of a model split in {} files; merge them first (llama-gguf-split --merge)",
+         in.path(), *n);
   if (!opt.dry_run) {
     std::error_code ec;
     if (std::filesystem::equivalent(opt.input, opt.output, ec))
@@ -187,86 +202,128 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
   Writer out(opt.output, quantized_kvs(h, opt.plan.mix.file_type, have_imatrix ? &im_meta : nullptr),
              out_tensors);
   core::Progress progress("quantizing", result.elements);
-  // Two output buffers: while the pool quantizes the next slab into one, a
-  // writer thread copies the other into the file (the write is the only
-  // serial step per slab, and would leave a core idle).
-  std::vector<uint8_t> dst_buffers[2];
-  size_t dst_index = 0;
-  std::future<void> pending_write;
-  auto finish_write = [&] {
-    if (pending_write.valid()) pending_write.get();  // rethrows a write error
-  };
-  std::vector<float> f32;
 
+  // The work in slabs of whole rows (a slab never crosses experts: each has
+  // its own importance weights), so that a background job can write one slab,
+  // drop its source pages and map the next one's while the pool computes.
+  struct Slab {
+    size_t k;            // plan index
+    int64_t r0, n;       // rows
+  };
+  std::vector<Slab> slabs;
   for (size_t k = 0; k < plan.tensors.size(); ++k) {
-    const PlannedTensor& p = plan.tensors[k];
-    const TensorInfo& t = h.tensors[p.source];
-    TensorResult& r = result.tensors[k];
-    progress.set_label(t.name);
-    const auto src = in.tensor_data(t);
+    const TensorInfo& t = h.tensors[plan.tensors[k].source];
     const uint64_t row_in = t.row_bytes();
     const int64_t n_rows = t.n_rows();
-    const int64_t ne0 = t.ne[0];
     if (row_in == 0 || n_rows == 0) continue;  // nothing to write; the writer pads
-    int64_t rows_per_slab = std::max<int64_t>(1, static_cast<int64_t>(opt.slab_bytes / row_in));
+    const int64_t per_slab = std::max<int64_t>(1, static_cast<int64_t>(opt.slab_bytes / row_in));
+    const int64_t per_expert = plan.tensors[k].quantize ? t.ne[1] : n_rows;
+    for (int64_t r0 = 0; r0 < n_rows;) {
+      const int64_t n = std::min({per_slab, n_rows - r0, per_expert - r0 % per_expert});
+      slabs.push_back({k, r0, n});
+      r0 += n;
+    }
+  }
+  auto slab_range = [&](const Slab& s) {
+    const TensorInfo& t = h.tensors[plan.tensors[s.k].source];
+    return std::pair<uint64_t, uint64_t>{s.r0 * t.row_bytes(), (s.r0 + s.n) * t.row_bytes()};
+  };
 
-    auto check_input = [&](uint64_t begin, uint64_t size) {
-      if (auto bad = find_invalid_rows(t.type, src.subspan(begin, size), row_in, pool))
-        fail("{}: tensor '{}' has invalid data: {} (in the bytes from data offset {})", in.path(),
-             t.name, *bad, t.offset + begin);
+  // Two output buffers: while the pool quantizes the next slab into one, the
+  // background job writes the other (the write is the only serial step).
+  std::vector<uint8_t> dst_buffers[2];
+  size_t dst_index = 0;
+  std::future<void> background;
+  auto finish_background = [&] {
+    if (background.valid()) background.get();  // rethrows a write error
+  };
+  std::vector<StatsSum> stats(plan.tensors.size());
+  std::mutex stats_mutex;
+  if (!slabs.empty()) {
+    const auto [b, e] = slab_range(slabs[0]);
+    in.prefetch(h.tensors[plan.tensors[slabs[0].k].source], b, e);
+  }
+
+  for (size_t si = 0; si < slabs.size(); ++si) {
+    const Slab& slab = slabs[si];
+    const PlannedTensor& p = plan.tensors[slab.k];
+    const TensorInfo& t = h.tensors[p.source];
+    if (slab.r0 == 0) progress.set_label(t.name);
+    const auto src = in.tensor_data(t);
+    const uint64_t row_in = t.row_bytes();
+    const int64_t ne0 = t.ne[0];
+    const auto [begin, end] = slab_range(slab);
+    auto after_write = [&, si, begin = begin, end = end, &t = t] {
+      in.release(t, begin, end);
+      if (si + 1 < slabs.size()) {
+        const auto [nb, ne] = slab_range(slabs[si + 1]);
+        in.prefetch(h.tensors[plan.tensors[slabs[si + 1].k].source], nb, ne);
+      }
     };
 
     if (!p.quantize) {
-      finish_write();
-      for (int64_t r0 = 0; r0 < n_rows; r0 += rows_per_slab) {
-        const int64_t n = std::min(rows_per_slab, n_rows - r0);
-        const uint64_t begin = static_cast<uint64_t>(r0) * row_in, size = n * row_in;
-        check_input(begin, size);
-        out.write(src.subspan(begin, size));
-        in.release(t, begin, begin + size);
-        progress.add(static_cast<uint64_t>(n * ne0));
-      }
+      finish_background();
+      if (auto bad = find_invalid_rows(t.type, src.subspan(begin, end - begin), row_in, pool))
+        fail("{}: tensor '{}' has invalid data: {} (in the bytes from data offset {})", in.path(),
+             t.name, *bad, t.offset + begin);
+      out.write(src.subspan(begin, end - begin));
+      after_write();
+      progress.add(static_cast<uint64_t>(slab.n * ne0));
       continue;
     }
 
     const uint64_t row_out = quant::row_size(p.type, ne0);
-    const int64_t rows_per_expert = t.ne[1];
     const auto dtype = plain_dtype(t.type);
-    StatsSum stats;
-    for (int64_t r0 = 0; r0 < n_rows;) {
-      // A slab never crosses experts: each has its own importance weights.
-      const int64_t n = std::min({rows_per_slab, n_rows - r0, rows_per_expert - r0 % rows_per_expert});
-      const uint64_t begin = static_cast<uint64_t>(r0) * row_in, size = n * row_in;
-      check_input(begin, size);
-      const uint8_t* slab = src.data() + begin;
-      const void* x = slab;
-      core::DType x_dtype = dtype.value_or(core::DType::F32);
-      if (!dtype) {  // requantizing: decode to f32 first
-        f32.resize(static_cast<size_t>(n * ne0));
-        pool.parallel_for(0, static_cast<size_t>(n), [&](size_t i) {
-          quant::dequantize_row(t.type, slab + i * row_in, f32.data() + i * ne0, ne0);
-        });
-        x = f32.data();
+    const float* imatrix =
+        imatrix_of[slab.k] ? imatrix_of[slab.k] + (slab.r0 / t.ne[1]) * ne0 : nullptr;
+    std::vector<uint8_t>& dst = dst_buffers[dst_index];
+    dst_index ^= 1;
+    dst.resize(static_cast<size_t>(slab.n * row_out));
+
+    // Each worker checks, converts and quantizes small runs of rows, so that a
+    // run is read from memory once and checked while it is in cache.
+    const int64_t rows_per_task = std::max<int64_t>(1, static_cast<int64_t>(kTaskBytes / row_in));
+    const int64_t n_tasks = (slab.n + rows_per_task - 1) / rows_per_task;
+    pool.parallel_chunks(0, static_cast<size_t>(n_tasks), [&](size_t tb, size_t te) {
+      core::ThreadPool inline_pool(1);  // quantize_tensor runs on this worker only
+      std::vector<float> f32;
+      StatsSum local;
+      for (size_t task = tb; task < te; ++task) {
+        const int64_t a = static_cast<int64_t>(task) * rows_per_task;
+        const int64_t n = std::min(rows_per_task, slab.n - a);
+        const uint8_t* x_bytes = src.data() + begin + a * row_in;
+        if (auto bad = find_invalid_data(t.type, {x_bytes, static_cast<size_t>(n * row_in)}))
+          fail("{}: tensor '{}' has invalid data: {} (counting from row {})", in.path(), t.name,
+               *bad, slab.r0 + a);
+        const void* x = x_bytes;
+        if (!dtype) {  // requantizing: decode to f32 first
+          f32.resize(static_cast<size_t>(n * ne0));
+          for (int64_t i = 0; i < n; ++i)
+            quant::dequantize_row(t.type, x_bytes + i * row_in, f32.data() + i * ne0, ne0);
+          x = f32.data();
+        }
+        uint8_t* y = dst.data() + a * row_out;
+        const quant::TensorStats st =
+            quant::quantize_tensor(p.type, dtype.value_or(core::DType::F32), x, y, n, ne0,
+                                   imatrix, inline_pool, &progress);
+        local.add(st, static_cast<uint64_t>(n * ne0));
+        if (auto bad = find_invalid_data(p.type, {y, static_cast<size_t>(n * row_out)}))
+          fail("{}: tensor '{}': quantized data is invalid: {} (counting from row {}); the "
+               "source values are probably too large for {}",
+               opt.output, t.name, *bad, slab.r0 + a, quant::type_name(p.type));
       }
-      std::vector<uint8_t>& dst = dst_buffers[dst_index];
-      dst_index ^= 1;
-      dst.resize(static_cast<size_t>(n * row_out));
-      const float* imatrix = imatrix_of[k] ? imatrix_of[k] + (r0 / rows_per_expert) * ne0 : nullptr;
-      const quant::TensorStats s =
-          quant::quantize_tensor(p.type, x_dtype, x, dst.data(), n, ne0, imatrix, pool, &progress);
-      stats.add(s, static_cast<uint64_t>(n * ne0));
-      if (auto bad = find_invalid_rows(p.type, dst, row_out, pool))
-        fail("{}: tensor '{}': quantized data is invalid: {} (rows {} to {}); the source values "
-             "are probably too large for {}",
-             opt.output, t.name, *bad, r0, r0 + n, quant::type_name(p.type));
-      finish_write();  // the previous slab, from the other buffer
-      pending_write = std::async(std::launch::async, [&out, &dst] { out.write(dst); });
-      in.release(t, begin, begin + size);
-      r0 += n;
-    }
-    r.stats = stats.result();
+      std::lock_guard<std::mutex> lock(stats_mutex);
+      stats[slab.k].merge(local);
+    });
+    finish_background();  // the previous slab, from the other buffer
+    background = std::async(std::launch::async, [&out, &dst, after_write] {
+      out.write(dst);
+      after_write();
+    });
   }
-  finish_write();
+  finish_background();
+  for (size_t k = 0; k < plan.tensors.size(); ++k)
+    if (plan.tensors[k].quantize) result.tensors[k].stats = stats[k].result();
   out.commit();
   progress.finish();
   result.file_size = out.bytes_written();

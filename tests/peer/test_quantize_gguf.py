@@ -319,6 +319,22 @@ def test_broken_inputs_give_clear_errors(work, models):
         assert not out.exists()
 
 
+def test_refuses_one_shard_of_a_split_model(work):
+    src = work / "shard-00001-of-00002.gguf"
+    w = gguf.GGUFWriter(str(src), "llama")
+    w.add_uint16("split.no", 0)
+    w.add_uint16("split.count", 2)
+    w.add_int32("split.tensors.count", 2)
+    w.add_uint32("llama.block_count", 1)
+    w.add_tensor("blk.0.ffn_up.weight", np.zeros((4, 256), np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = run([MEDQUANT, "quantize", "gguf", src, "-o", work / "shard-q.gguf", "--type", "Q8_0"], check=False)
+    assert r.returncode == 1 and "split in 2 files" in r.stderr, r.stderr
+
+
 def test_inspect_agrees_with_the_gguf_package(work, models):
     path = work / "inspect-q4ks.gguf"
     medquant_quantize(models["gemma3-f16"], path, "Q4_K_S")

@@ -466,6 +466,10 @@ TEST_F(MappedFileTest, MovesKeepTheMapping) {
   EXPECT_EQ(c.size(), 3u);
   c.release(0, 3);  // advisory; the data stays readable
   EXPECT_EQ(c.view(0, 1, "x")[0], 'a');
+  c.prefetch(0, 3);  // advisory too, and harmless past the end
+  c.prefetch(2, 1000);
+  c.prefetch(100, 5);
+  EXPECT_EQ(c.view(0, 3, "x")[1], 'b');
 }
 
 // ---------------------------------------------------------------- AtomicFile
