@@ -57,7 +57,9 @@ int run_inspect(const InspectOptions& options) {
 
 void add_inspect_command(CLI::App& root, Commands& commands) {
   auto* app = root.add_subcommand(
-      "inspect", "Print what a model file holds: .safetensors (or a sharded index .json)");
+      "inspect",
+      "Print what a model file holds: .safetensors (file, sharded index or folder), .gguf, "
+      ".onnx, or a torch.save .bin/.pt/.pth (tensors, metadata, totals)");
   auto options = std::make_shared<InspectOptions>();
   app->add_option("file", options->path, "Model file or folder")->required();
   app->add_flag("--json", options->json, "Print one JSON object instead of tables");
