@@ -129,8 +129,8 @@ TEST(Svg, ChartsOfEveryTypeAndBadData) {
   EXPECT_EQ(count(h, "<svg"), 1u);
   EXPECT_NE(h.find("attn_q / 0: 0.01"), std::string::npos);
   mv::Json bars = {{"panels", mv::Json::array({{{"title", "size"}, {"unit", "MiB"},
-                                                {"items", mv::Json::array({{{"label", "ref"}, {"value", 2.0}}})}}})}};
-  EXPECT_NE(mv::svg_bars(bars).find("ref: 2.00 MiB"), std::string::npos);
+                                                {"items", mv::Json::array({{{"label", "ref"}, {"value", 2.5}}})}}})}};
+  EXPECT_NE(mv::svg_bars(bars).find("ref: 2.50 MiB"), std::string::npos);
   // Malformed data gives a message, not an exception.
   EXPECT_NE(mv::svg_histogram(mv::Json::object()).find("no values"), std::string::npos);
   EXPECT_NE(mv::svg_heatmap(mv::Json::array()).find("no values"), std::string::npos);
