@@ -82,7 +82,7 @@ Tensor transpose(const Tensor& in, std::vector<int64_t> perm, std::string name) 
 }
 
 // One folded result, or nullopt when the node is not foldable.
-std::optional<Tensor> fold_node(const Graph& g, const Node& n, int64_t index) {
+std::optional<Tensor> fold_node(const Graph& g, const Node& n) {
   if (!n.domain.empty() && n.domain != "ai.onnx") return std::nullopt;
   if (n.outputs.size() != 1 || n.outputs[0].empty()) return std::nullopt;
   if (n.op_type == "Constant") return constant_value(n);
@@ -167,7 +167,6 @@ std::optional<Tensor> fold_node(const Graph& g, const Node& n, int64_t index) {
     t.dims = std::move(dims);
     return t;
   }
-  (void)index;
   return std::nullopt;
 }
 
@@ -178,7 +177,7 @@ PassStats fold_constants(Graph& g) {
   std::vector<Node> kept;
   kept.reserve(g.nodes.size());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    auto folded = fold_node(g, g.nodes[i], static_cast<int64_t>(i));
+    auto folded = fold_node(g, g.nodes[i]);
     if (folded) {
       g.add_initializer(std::move(*folded));
       ++stats.constants_folded;
@@ -192,6 +191,10 @@ PassStats fold_constants(Graph& g) {
 
 PassStats remove_pass_through(Graph& g) {
   PassStats stats;
+  // Subgraphs may read a bypassed value by name from the outer scope; such
+  // graphs (rare in encoders) keep their Identity nodes.
+  for (const auto& n : g.nodes)
+    if (n.has_subgraph()) return stats;
   std::unordered_map<std::string, std::string> alias;
   std::vector<Node> kept;
   kept.reserve(g.nodes.size());
@@ -220,13 +223,6 @@ PassStats remove_pass_through(Graph& g) {
     }
   }
   g.nodes = std::move(kept);
-  // Subgraphs may read bypassed values by name from the outer scope; keep
-  // those names alive by leaving such graphs alone (rare in encoders).
-  if (!alias.empty()) {
-    bool has_subgraphs = false;
-    for (const auto& n : g.nodes) has_subgraphs |= n.has_subgraph();
-    if (has_subgraphs) fail("graph '{}': Identity removal next to subgraphs is not supported", g.name);
-  }
   return stats;
 }
 

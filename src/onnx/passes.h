@@ -20,7 +20,8 @@ struct PassStats {
 // Squeeze, Unsqueeze and Identity of initializers -> new initializers.
 PassStats fold_constants(Graph& graph);
 
-// Identity and inference-mode Dropout (single output used) are bypassed:
+// Identity and inference-mode Dropout (single output used) are bypassed
+// (not in graphs with subgraphs, which may read them by name):
 // their consumers read the input directly. Graph outputs are kept by name.
 PassStats remove_pass_through(Graph& graph);
 

@@ -358,7 +358,6 @@ class DynamicQuantizer {
   // ---- node dispatch (registry.py CreateOpQuantizer) ----
   void quantize_node(const Node& node, size_t index) {
     const std::string label = node.describe(index);
-    std::string skip;
     bool handled = false;
     if (node.op_type == "MatMul" && plain(node)) handled = try_matmul(node, label);
     else if (node.op_type == "Conv" && plain(node)) handled = try_conv(node, label);
