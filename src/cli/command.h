@@ -36,6 +36,7 @@ void add_classify_command(CLI::App& root, Commands& commands);
 void add_quantize_gguf_command(CLI::App& root, Commands& commands);
 void add_convert_gguf_command(CLI::App& root, Commands& commands);
 void add_validate_gguf_command(CLI::App& root, Commands& commands);
+void add_validate_onnx_command(CLI::App& root, Commands& commands);
 void add_test_all_command(CLI::App& root, Commands& commands);
 
 }  // namespace medquant::cli

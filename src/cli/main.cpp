@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   cli::add_embed_labels_command(app, commands);
   cli::add_classify_command(app, commands);
   cli::add_validate_gguf_command(app, commands);
+  cli::add_validate_onnx_command(app, commands);
   cli::add_test_all_command(app, commands);
   // Global flags are accepted after the subcommand too ("medquant inspect f -q").
   for (auto& c : commands)

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "validate/onnx_validation.h"
 
 namespace medquant::validate {
 namespace {
@@ -50,17 +51,30 @@ int reference_rank(const std::string& file_type) {
   return 0;  // quantized (or unknown): a build
 }
 
-void run_biomedclip(const fs::path& dir, Report& report,
+void run_biomedclip(const fs::path& dir, const TestAllOptions& options, Report& report,
                     const std::function<void(const std::string&)>& on_line) {
   const fs::path int8 = dir / "biomedclip_vision_int8.onnx";
   if (!fs::exists(int8)) return;
-  const bool has_ref = fs::exists(dir / "biomedclip_vision.onnx");
-  // `validate onnx` needs medquant's ONNX executor; until it lands the build
-  // is listed, never counted as passed.
-  Validation v = skipped("onnx", "BiomedCLIP INT8",
-                         has_ref ? "validate onnx not available yet"
-                                 : "validate onnx not available yet (and no "
-                                   "biomedclip_vision.onnx reference beside it)");
+  const fs::path ref = dir / "biomedclip_vision.onnx";
+  Validation v;
+  if (!fs::exists(ref)) {
+    v = skipped("onnx", "BiomedCLIP INT8", "no biomedclip_vision.onnx reference beside it");
+  } else {
+    // `validate onnx` (validate/onnx_validation.h) with its default thresholds;
+    // zero-shot figures from labels.json beside the models or at the root.
+    OnnxOptions o;
+    o.reference = ref.string();
+    o.candidate = int8.string();
+    o.name = "BiomedCLIP INT8";
+    o.threads = static_cast<size_t>(std::max(0, options.gguf.eval.threads));
+    for (const fs::path& labels : {dir / "labels.json", fs::path(options.root) / "labels.json"})
+      if (o.labels_path.empty() && fs::exists(labels)) o.labels_path = labels.string();
+    try {
+      v = to_validation(validate_onnx(o));
+    } catch (const Error& err) {
+      v = errored("onnx", o.name, err.what());
+    }
+  }
   on_line(result_line(v));
   report.validations.push_back(std::move(v));
 }
@@ -160,7 +174,7 @@ Report run_test_all(const TestAllOptions& options,
   Report report;
   const fs::path label = root.filename().empty() ? root.parent_path().filename() : root.filename();
   report.title = "medquant test-all: " + (label.empty() ? options.root : label.string());
-  run_biomedclip(root / "models" / "biomedclip", report, on_line);
+  run_biomedclip(root / "models" / "biomedclip", options, report, on_line);
   run_medgemma(root / "models" / "medgemma", options, report, on_line);
   if (report.validations.empty())
     fail("{}: no builds found (looked for models/biomedclip/biomedclip_vision_int8.onnx and "

@@ -3,7 +3,7 @@
 // reference, like a test suite:
 //
 //   models/biomedclip/biomedclip_vision_int8.onnx   vs biomedclip_vision.onnx
-//       -> `validate onnx` (not available yet: reported as SKIP, never PASS)
+//       -> `validate onnx` (+ labels.json beside the models or at the root, if any)
 //   models/medgemma/*.gguf: the F32 / BF16 / F16 file (in that order of
 //       preference) is the reference, every quantized file a build
 //       -> `validate gguf`; vision projectors (mmproj) are listed as SKIP.
