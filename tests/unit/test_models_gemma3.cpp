@@ -41,9 +41,9 @@ fs::path temp_dir(const std::string& name) {
 
 // ---------------------------------------------------------------- tokenizer.model
 
-class SentencePieceTest : public ::testing::TestWithParam<std::string> {};
+class Gemma3SentencePieceTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(SentencePieceTest, SameAsLibsentencepiece) {
+TEST_P(Gemma3SentencePieceTest, SameAsLibsentencepiece) {
   const fs::path model = kFixtures / GetParam() / "tokenizer.model";
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.Load(model.string()).ok());
@@ -70,9 +70,9 @@ TEST_P(SentencePieceTest, SameAsLibsentencepiece) {
   EXPECT_GT(types_seen[6], 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, SentencePieceTest, ::testing::Values("tiny-gemma3", "tiny-gemma3-text"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Gemma3SentencePieceTest, ::testing::Values("tiny-gemma3", "tiny-gemma3-text"));
 
-TEST(SentencePiece, BrokenFilesAreErrors) {
+TEST(Gemma3SentencePiece, BrokenFilesAreErrors) {
   const fs::path dir = temp_dir("spm");
   const std::string good = medquant::core::read_text_file((kFixtures / "tiny-gemma3" / "tokenizer.model").string());
   auto write = [&](const std::string& name, const std::string& bytes) {
@@ -100,7 +100,7 @@ TEST(SentencePiece, BrokenFilesAreErrors) {
 
 // ---------------------------------------------------------------- config.json
 
-TEST(Config, DefaultsAreTransformers) {
+TEST(Gemma3Config, DefaultsAreTransformers) {
   const Json doc = load(kFixtures / "expected-gguf" / "config_defaults.json");
   for (const Json& c : doc["configs"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -159,7 +159,7 @@ std::string error_of(const Json& config) {
   return what;
 }
 
-TEST(Config, UnsupportedAndBrokenConfigsAreErrors) {
+TEST(Gemma3Config, UnsupportedAndBrokenConfigsAreErrors) {
   const std::string arch = error_of({{"architectures", {"LlamaForCausalLM"}}});
   EXPECT_NE(arch.find("LlamaForCausalLM"), std::string::npos) << arch;
   EXPECT_NE(arch.find("Gemma3ForConditionalGeneration, Gemma3ForCausalLM"), std::string::npos) << arch;
@@ -176,7 +176,7 @@ TEST(Config, UnsupportedAndBrokenConfigsAreErrors) {
   EXPECT_NE(vision.find("not a multiple of patch_size"), std::string::npos) << vision;
 }
 
-TEST(Tensors, NamesOfBothLayoutsAndErrors) {
+TEST(Gemma3Tensors, NamesOfBothLayoutsAndErrors) {
   g3::Config c;
   c.multimodal = true;
   c.text.num_hidden_layers = 2;
@@ -213,7 +213,7 @@ TEST(Tensors, NamesOfBothLayoutsAndErrors) {
 
 // ---------------------------------------------------------------- general.* naming
 
-TEST(Metadata, ModelIdComponentsAreGgufPys) {
+TEST(Gemma3Metadata, ModelIdComponentsAreGgufPys) {
   const Json doc = load(kFixtures / "expected-gguf" / "model_names.json");
   ASSERT_GT(doc["model_ids"].size(), 100u);
   auto opt = [](const Json& j) { return j.is_null() ? std::optional<std::string>() : std::optional(j.get<std::string>()); };
