@@ -16,14 +16,14 @@ Per (model set, precision, threads), over --runs repetitions (medians):
               (load, PNG decode, preprocessing, encoder, softmax, print);
             ort: `python` running onnxruntime: import, InferenceSession (all
               graph optimisations), read labels.json, np.load the image's
-              preprocessed pixels, run, softmax, print. Pillow is not in the
+              preprocessed pixels, run, softmax, print, exit. Pillow is not in the
               peer venv, so the ORT side does NOT decode or preprocess: the
               comparison is tilted in ORT's favour by that work.
   warm_ms   per image inside one process, the encoder and softmax, mean over
             K images after the first: medquant: the "encode" timing of a
             classify of K copies of the image / K (its --json timings_ms);
-            ort: K more session.run + softmax after the first. Medians of
-            those means over the runs. medquant's decoding and
+            ort: K more session.run + softmax after the first, in another
+            process than the cold one. Medians of those means over the runs. medquant's decoding and
             preprocessing per image is reported beside (preprocess_ms).
   load_ms   model load inside the process (ort: and the import of
             onnxruntime, import_ms).
@@ -31,7 +31,9 @@ Per (model set, precision, threads), over --runs repetitions (medians):
             wall time to other work on the machine).
   ratio     ort / medquant (> 1: medquant faster).
 Also the largest probability difference between the two (same file, same
-pixels) as a sanity check. One JSON row per measurement on stdout; with
+pixels) and whether their top labels agree ("same"; "tie" when both runtimes
+see the two candidates within 1 % of each other: random weights give
+near-uniform probabilities), as a sanity check. One JSON row per measurement on stdout; with
 --out also written there.
 """
 
@@ -87,11 +89,21 @@ def ort_child(model, labels, pixels, threads, runs):
         classify()
         warm.append((time.perf_counter() - t) * 1000)
     print(json.dumps({"import_ms": (t_import - t0) * 1000, "load_ms": (t_load - t_import) * 1000,
-                      "first_ms": (t_first - t_load) * 1000, "warm_ms": statistics.mean(warm),
+                      "first_ms": (t_first - t_load) * 1000, "warm_ms": statistics.mean(warm) if warm else None,
                       "probabilities": p.tolist()}))
 
 
 CPU_MS = []  # user + sys CPU time of the last wall() child, ms
+
+
+def top1_agreement(mine, theirs):
+    """"same"; "tie" when each runtime's two candidates are within 1 % of its top probability of each
+    other (random-weight models give near-uniform probabilities); else "differs"."""
+    a, b = int(mine.argmax()), int(theirs.argmax())
+    if a == b:
+        return "same"
+    close = mine[a] - mine[b] <= 0.01 * mine[a] and theirs[b] - theirs[a] <= 0.01 * theirs[b]
+    return "tie" if close else "differs"
 
 
 def wall(cmd):
@@ -165,7 +177,7 @@ def main():
                 for threads in [int(t) for t in a.threads.split(",")]:
                     base = [mq, "-q", "--threads", str(threads), "classify", "--vision", model, "--labels", labels,
                             "--json", "--top", "0"]
-                    cold, many, ort_cold, ort_runs, cpu_ms, ort_cpu = [], [], [], [], [], []
+                    cold, many, ort_cold, ort_first, ort_runs, cpu_ms, ort_cpu = [], [], [], [], [], [], []
                     out_json = None
                     for _ in range(a.runs):  # interleaved, so load on the machine hits both alike
                         ms, stdout = wall(base + [IMAGE])
@@ -173,16 +185,17 @@ def main():
                         cpu_ms.append(CPU_MS[-1])
                         out_json = json.loads(stdout)
                         many.append(json.loads(wall(base + copies)[1])["timings_ms"])
-                        ms, stdout = wall([sys.executable, __file__, "--ort-child", model, labels, pixels,
-                                           str(threads), str(len(copies))])
+                        ort = [sys.executable, __file__, "--ort-child", model, labels, pixels, str(threads)]
+                        ms, stdout = wall(ort + ["0"])  # cold: one classification, then exit
                         ort_cold.append(ms)
                         ort_cpu.append(CPU_MS[-1])
-                        ort_runs.append(json.loads(stdout))
+                        ort_first.append(json.loads(stdout))
+                        ort_runs.append(json.loads(wall(ort + [str(len(copies))])[1]))  # warm: K more
                     lab = [x["name"] for x in json.loads(Path(labels).read_text())["labels"]]
                     mine = np.zeros(len(lab))
                     for e in out_json["images"][0]["top"]:
                         mine[lab.index(e["label"])] = e["probability"]
-                    theirs = np.array(ort_runs[-1]["probabilities"])
+                    theirs = np.array(ort_first[-1]["probabilities"])
                     med = statistics.median
                     k = len(copies)
                     mq_cold, o_cold = med(cold), med(ort_cold)
@@ -194,13 +207,13 @@ def main():
                            "cold_ratio": round(o_cold / mq_cold, 2),
                            "medquant_cold_cpu_ms": round(med(cpu_ms), 1), "ort_cold_cpu_ms": round(med(ort_cpu), 1),
                            "medquant_load_ms": round(med(t["load"] for t in many), 1),
-                           "ort_import_ms": round(med(r["import_ms"] for r in ort_runs), 1),
-                           "ort_load_ms": round(med(r["load_ms"] for r in ort_runs), 1),
+                           "ort_import_ms": round(med(r["import_ms"] for r in ort_first), 1),
+                           "ort_load_ms": round(med(r["load_ms"] for r in ort_first), 1),
                            "medquant_warm_ms": round(mq_warm, 2), "ort_warm_ms": round(o_warm, 2),
                            "warm_ratio": round(o_warm / mq_warm, 2),
                            "medquant_preprocess_ms": round(med(t["preprocess"] for t in many) / k, 2),
                            "max_abs_prob_diff": float(np.abs(mine - theirs).max()),
-                           "same_top1": int(mine.argmax()) == int(theirs.argmax()),
+                           "top1": top1_agreement(mine, theirs),
                            "runs": a.runs, "loadavg": round(os.getloadavg()[0], 1)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)

@@ -206,12 +206,15 @@ TextEncoder::TextEncoder(const std::string& model_path, const std::string& vocab
   }
   if (context_length_ < 2) fail("{}: context length {} leaves no room for [CLS] and [SEP]", model_path, context_length_);
 
+  const std::string vocab_text = core::read_text_file(vocab_path);
   if (auto want = md.get("tokenizer_vocab_sha256")) {
-    const std::string have = core::sha256_hex(core::read_text_file(vocab_path));
+    const std::string have = core::sha256_hex(vocab_text);
     if (have != *want)
       fail("{}: this vocabulary (sha256 {}) is not the one {} was exported with (tokenizer_vocab_sha256 {})",
            vocab_path, have, model_path, *want);
   }
+  if (auto lower = md.get("tokenizer_do_lower_case"); lower && *lower == "false")  // a cased vocabulary
+    tokenizer_ = text::BertTokenizer(text::Vocab::parse(vocab_text, vocab_path), {.lowercase = false});
   pad_id_ = tokenizer_.pad_id();
   if (auto pad = md.get_int("pad_token_id"); pad && *pad != pad_id_)
     fail("{}: [PAD] is id {} here, but {} says pad_token_id {}", vocab_path, pad_id_, model_path, *pad);

@@ -8,7 +8,8 @@
 //            logit_scale_exp (the multiplier, exp(logit_scale))
 //   vision   image_size, image_mean, image_std ("[r, g, b]"),
 //            image_interpolation ("bicubic"), image_resize_mode ("shortest")
-//   text     context_length, tokenizer_vocab_sha256, pad_token_id
+//   text     context_length, tokenizer_vocab_sha256, pad_token_id,
+//            tokenizer_do_lower_case ("false": a cased vocabulary, not lower-cased)
 //
 // Shapes come from the graph first: the vision input [N,3,S,S] (pixel_values),
 // the text inputs [N,L] int64 (input_ids, optional attention_mask and
