@@ -19,6 +19,7 @@ must give `error: ...` and exit 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -350,3 +351,6 @@ def test_inspect_agrees_with_the_gguf_package(work, models):
     assert info["metadata"]["tokenizer.ggml.tokens"]["count"] == 2048
     text = run([MEDQUANT, "inspect", path]).stdout
     assert "bits per weight" in text and "(2048 values)" in text
+    hashed = json.loads(run([MEDQUANT, "inspect", "--json", "--hash", path]).stdout)
+    assert [t["sha256"] for t in hashed["tensors"]] == [
+        hashlib.sha256(t.data.tobytes()).hexdigest() for t in reader.tensors]
