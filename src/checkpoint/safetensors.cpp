@@ -188,9 +188,6 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
   return t;
 }
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 }  // namespace
 
@@ -290,8 +287,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
     for (const auto& e : fs::directory_iterator(path, ec)) {
       const std::string name = e.path().filename().string();
       if (!e.is_regular_file() || name.starts_with(".")) continue;  // skips our own temps
-      if (ends_with(name, ".safetensors.index.json")) indexes.push_back(e.path());
-      else if (ends_with(name, ".safetensors")) singles.push_back(e.path());
+      if (std::string_view(name).ends_with(".safetensors.index.json")) indexes.push_back(e.path());
+      else if (std::string_view(name).ends_with(".safetensors")) singles.push_back(e.path());
     }
     if (ec) fail("{}: cannot list folder: {}", path, ec.message());
     std::sort(indexes.begin(), indexes.end());
@@ -302,7 +299,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
     if (indexes.size() == 1) index = indexes[0];
     else if (singles.empty())
       fail("{}: no .safetensors file or *.safetensors.index.json in this folder", path);
-  } else if (ends_with(path, ".json")) {
+  } else if (std::string_view(path).ends_with(".json")) {
     index = path;
   } else {
     singles.push_back(path);

@@ -19,9 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 using checkpoint::Checkpoint;
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
@@ -74,12 +71,12 @@ bool is_safetensors(const InspectProbe& probe) {
     for (const auto& e : fs::directory_iterator(probe.path, ec)) {
       const std::string name = e.path().filename().string();
       if (!name.starts_with(".") &&
-          (ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json")))
+          (std::string_view(name).ends_with(".safetensors") || std::string_view(name).ends_with(".safetensors.index.json")))
         return true;
     }
     return false;
   }
-  if (ends_with(probe.path, ".safetensors") || ends_with(probe.path, ".safetensors.index.json"))
+  if (std::string_view(probe.path).ends_with(".safetensors") || std::string_view(probe.path).ends_with(".safetensors.index.json"))
     return true;
   // No telling extension: an 8-byte little-endian length then '{'.
   if (probe.head.size() < 9 || probe.head[8] != '{') return false;

@@ -19,9 +19,6 @@ namespace {
 using checkpoint::TorchTensorInfo;
 using checkpoint::TorchZipFile;
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 std::string dims_text(const std::vector<int64_t>& dims) {
   return fmt::format("[{}]", fmt::join(dims, ", "));
@@ -76,7 +73,7 @@ struct DTypeTotal {
 bool is_torch(const InspectProbe& probe) {
   if (probe.is_directory) return false;
   for (std::string_view ext : {".bin", ".pt", ".pth", ".ckpt"})
-    if (ends_with(probe.path, ext)) return true;
+    if (std::string_view(probe.path).ends_with(ext)) return true;
   return checkpoint::looks_like_torch_zip(probe.head);
 }
 

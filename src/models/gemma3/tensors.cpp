@@ -10,9 +10,6 @@ namespace medquant::models::gemma3 {
 namespace {
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
 
 // "12.rest" -> 12 and "rest"; nullopt if no number.
 std::optional<std::pair<int, std::string_view>> layer_prefix(std::string_view s) {
@@ -25,14 +22,14 @@ std::optional<std::pair<int, std::string_view>> layer_prefix(std::string_view s)
 // Splits "<module>.weight" / "<module>.bias".
 std::pair<std::string_view, std::string_view> split_suffix(std::string_view s) {
   for (std::string_view suffix : {".weight", ".bias"})
-    if (ends_with(s, suffix)) return {s.substr(0, s.size() - suffix.size()), suffix};
+    if (std::string_view(s).ends_with(suffix)) return {s.substr(0, s.size() - suffix.size()), suffix};
   return {s, ""};
 }
 
 // Names that every converter drops (ModelBase.prepare_tensors).
 bool dropped(std::string_view name) {
-  return ends_with(name, ".attention.masked_bias") || ends_with(name, ".attention.bias") ||
-         ends_with(name, ".rotary_emb.inv_freq");
+  return std::string_view(name).ends_with(".attention.masked_bias") || std::string_view(name).ends_with(".attention.bias") ||
+         std::string_view(name).ends_with(".rotary_emb.inv_freq");
 }
 
 std::optional<TensorRule> text(std::string_view original, const Config& c) {
@@ -104,7 +101,7 @@ std::optional<TensorRule> text(std::string_view original, const Config& c) {
     for (const auto& x : entries)
       if (rest == x.hf) e = &x;
     if (!e) return fail_map();
-    const bool is_norm = ends_with(e->gguf, "norm");
+    const bool is_norm = std::string_view(e->gguf).ends_with("norm");
     if (is_norm && !weight) return fail_map();
     r.gguf_name = fmt::format("blk.{}.{}{}", n, e->gguf, suffix);
     r.layer = n;
@@ -113,7 +110,7 @@ std::optional<TensorRule> text(std::string_view original, const Config& c) {
     return fail_map();
   }
   // Gemma3Model.modify_tensors: norm_shift on every "*norm.weight".
-  r.add_one = ends_with(name, "norm.weight");
+  r.add_one = std::string_view(name).ends_with("norm.weight");
   return r;
 }
 
@@ -242,8 +239,8 @@ std::vector<std::string> required_tensors(Part part, const Config& c) {
 
 quant::Type tensor_type(const TensorRule& rule, size_t n_dims, int64_t ne0, quant::Type out) {
   std::optional<quant::Type> t = rule.forced;
-  if (n_dims <= 1 || ends_with(rule.gguf_name, "_norm.weight")) t = quant::Type::F32;
-  if (!t && !ends_with(rule.gguf_name, ".weight")) t = quant::Type::F32;
+  if (n_dims <= 1 || std::string_view(rule.gguf_name).ends_with("_norm.weight")) t = quant::Type::F32;
+  if (!t && !std::string_view(rule.gguf_name).ends_with(".weight")) t = quant::Type::F32;
   if (t) return *t;
   if (out == quant::Type::Q8_0 && ne0 % 32 != 0) return quant::Type::F16;  // QuantError fallback
   return out;

@@ -16,16 +16,13 @@ namespace fs = std::filesystem;
 using checkpoint::Json;
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
 
 // TextModel.does_token_look_special.
 bool looks_special(std::string_view t) {
   if (t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]") return true;
-  if (starts_with(t, "<|") && ends_with(t, "|>")) return true;
-  if (starts_with(t, "<\xef\xbd\x9c") && ends_with(t, "\xef\xbd\x9c>")) return true;  // <｜ ... ｜>
-  return starts_with(t, "<unused") && ends_with(t, ">");
+  if (starts_with(t, "<|") && std::string_view(t).ends_with("|>")) return true;
+  if (starts_with(t, "<\xef\xbd\x9c") && std::string_view(t).ends_with("\xef\xbd\x9c>")) return true;  // <｜ ... ｜>
+  return starts_with(t, "<unused") && std::string_view(t).ends_with(">");
 }
 
 std::string replace_all(std::string s, std::string_view from, std::string_view to) {
