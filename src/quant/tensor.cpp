@@ -1,4 +1,5 @@
 // quantize_tensor: a whole tensor in parallel, plus its quantization error.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -40,7 +41,11 @@ __attribute__((target("avx,f16c"))) void fp16_to_fp32_f16c(const uint16_t* h, fl
 }
 
 void fp16_to_fp32(const uint16_t* h, float* f, int64_t n) {
-  static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 (clang's __builtin_cpu_supports has no "f16c").
+  static const bool f16c = [] {
+    unsigned a, b, c, d;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+  }();
   if (f16c) {
     fp16_to_fp32_f16c(h, f, n);
   } else {
