@@ -104,6 +104,11 @@ TEST(RuntimeKernels, Q8GemmIsExact) {
         out.scale_per_column = true;
         out.bias = bias.data();
         kernels::q8_gemm(*t, d.m, ap.data(), packed.kp, a_zp, packed, out, &pool);
+        // The same epilogue with GELU in it (the table's vector erf).
+        std::vector<float> g(d.m * d.n);
+        out.f32 = g.data();
+        out.act = kernels::Activation::Gelu;
+        kernels::q8_gemm(*t, d.m, ap.data(), packed.kp, a_zp, packed, out, &pool);
         for (size_t i = 0; i < d.m; ++i)
           for (size_t j = 0; j < d.n; ++j) {
             int64_t s = 0;
@@ -114,6 +119,8 @@ TEST(RuntimeKernels, Q8GemmIsExact) {
             }
             ASSERT_EQ(c[i * d.n + j], s) << t->name << " variant " << variant << " " << d.m << "x" << d.n << "x" << d.k;
             ASSERT_EQ(f[i * d.n + j], static_cast<float>(s) * scale[j] + bias[j]) << t->name;
+            const double gr = gelu_ref(f[i * d.n + j]);
+            ASSERT_NEAR(g[i * d.n + j], gr, 1e-6 * (1 + std::fabs(gr))) << t->name << " GELU epilogue";
           }
       }
 }

@@ -205,5 +205,47 @@ void TARGET quantize_u8__avx2(const float* x, uint8_t* y, size_t n, float scale,
   }
 }
 
+// The integer GEMM's epilogue (Table::q8_dequantize) in registers, 8 columns
+// at a time; a tail of fewer than 8 goes through the padded vector.
+void TARGET q8_dequantize__avx2(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                                const Q8Dequant& d, float* out, size_t ldo) {
+  for (size_t j = 0; j < nc; j += 8) {
+    const size_t w = nc - j >= 8 ? 8 : nc - j;
+    alignas(32) int32_t ibuf[8] = {}, dbuf[8] = {}, cbuf[8] = {};
+    alignas(32) float sbuf[8] = {}, bbuf[8] = {}, obuf[8];
+    for (size_t q = 0; q < w; ++q) {
+      dbuf[q] = d.dcol[j + q];
+      cbuf[q] = d.ccol[j + q];
+      sbuf[q] = d.scale[j + q];
+      if (d.bias) bbuf[q] = d.bias[j + q];
+    }
+    const __m256i dcol = _mm256_load_si256(reinterpret_cast<const __m256i*>(dbuf));
+    const __m256i ccol = _mm256_load_si256(reinterpret_cast<const __m256i*>(cbuf));
+    const __m256 scale = _mm256_load_ps(sbuf), bias = _mm256_load_ps(bbuf);
+    for (size_t r = 0; r < rows; ++r) {
+      const int32_t* a = acc + r * acc_stride + j;
+      __m256i v;
+      if (w == 8) {
+        v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+      } else {
+        for (size_t q = 0; q < w; ++q) ibuf[q] = a[q];
+        v = _mm256_load_si256(reinterpret_cast<const __m256i*>(ibuf));
+      }
+      v = _mm256_sub_epi32(v, ccol);
+      if (row) v = _mm256_add_epi32(v, _mm256_mullo_epi32(dcol, _mm256_set1_epi32(row[r])));
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), scale);
+      if (d.bias) f = _mm256_add_ps(f, bias);
+      if (d.act == Activation::Gelu) f = vgelu(f);
+      float* o = out + r * ldo + j;
+      if (w == 8) {
+        _mm256_storeu_ps(o, f);
+      } else {
+        _mm256_store_ps(obuf, f);
+        for (size_t q = 0; q < w; ++q) o[q] = obuf[q];
+      }
+    }
+  }
+}
+
 }  // namespace medquant::runtime::kernels
 #endif

@@ -164,60 +164,57 @@ void q8_gemm(const Table& t, size_t m, const uint8_t* a, size_t lda, int32_t a_z
   const size_t mr = t.q8_mr, nr = b.nr, n = b.n, k = b.k, kp = b.kp;
   if (m == 0 || n == 0) return;
   if (nr != t.q8_nr) fail("int8 GEMM: weights packed for another kernel table");
-  // Row sums of A over the real K (zero-point corrections, see pack_q8).
-  std::vector<int32_t> rowsum(m);
+  // Row sums of A over the real K (zero-point corrections, see pack_q8), only
+  // needed when some column's weight offset (dcol below) is not zero: signed
+  // symmetric weights, the usual dynamic INT8 build, skip this pass.
+  bool need_rows = b.unsigned_weights;
+  for (size_t j = 0; j < n && !need_rows; ++j) need_rows = b.zero_point[j] != 0;
+  const uint32_t kza = static_cast<uint32_t>(k) * static_cast<uint32_t>(a_zp);
+  std::vector<int32_t> rowsum(need_rows ? m : 0);
   auto sums = [&](size_t s, size_t e) {
     for (size_t i = s; i < e; ++i) {
       const uint8_t* ai = a + i * lda;
       int32_t acc = 0;
       for (size_t q = 0; q < k; ++q) acc += ai[q];
-      rowsum[i] = acc;
+      rowsum[i] = static_cast<int32_t>(static_cast<uint32_t>(acc) - kza);
     }
   };
-  if (pool) pool->ranges(m, 64, sums);
-  else sums(0, m);
+  if (need_rows) {
+    if (pool) pool->ranges(m, 64, sums);
+    else sums(0, m);
+  }
   const size_t panels = (n + nr - 1) / nr;
   const size_t mb = mr * std::max<size_t>(1, 96 / mr);
   const size_t mblocks = (m + mb - 1) / mb;
-  const uint32_t kza = static_cast<uint32_t>(k) * static_cast<uint32_t>(a_zp);
   auto task = [&](size_t idx) {
     const size_t p = idx / mblocks, blk = idx % mblocks;
     const size_t j0 = p * nr, nc = std::min(nr, n - j0);
     const int8_t* w = b.panel(p);
     alignas(64) int32_t tile[kMaxMr * kMaxNr];
     alignas(64) int32_t dcol[kMaxNr], ccol[kMaxNr];
-    alignas(64) float scale[kMaxNr], bias[kMaxNr];
+    alignas(64) float scale[kMaxNr];
     for (size_t j = 0; j < nc; ++j) {
       dcol[j] = (b.unsigned_weights ? 128 : 0) - b.zero_point[j0 + j];
       ccol[j] = static_cast<int32_t>(static_cast<uint32_t>(a_zp) * static_cast<uint32_t>(b.column_sum[j0 + j]));
-      if (out.f32) {
-        scale[j] = out.scale_per_column ? out.scale[j0 + j] : out.scale[0];
-        bias[j] = out.bias ? out.bias[j0 + j] : 0.f;
-      }
+      if (out.f32) scale[j] = out.scale_per_column ? out.scale[j0 + j] : out.scale[0];
     }
+    const Q8Dequant dq{dcol, ccol, scale, out.bias ? out.bias + j0 : nullptr, out.act};
     const size_t end = std::min(m, (blk + 1) * mb);
     for (size_t i = blk * mb; i < end; i += mr) {
       const size_t rows = std::min(mr, end - i);
       t.q8_gemm(rows, nr, kp, a + i * lda, lda, w, tile, nr);
+      const int32_t* rs = need_rows ? rowsum.data() + i : nullptr;
+      if (out.f32) {
+        t.q8_dequantize(tile, nr, rows, nc, rs, dq, out.f32 + i * out.ldc + j0, out.ldc);
+        continue;
+      }
       for (size_t r = 0; r < rows; ++r) {
-        const uint32_t rs = static_cast<uint32_t>(rowsum[i + r]) - kza;
+        const uint32_t rv = rs ? static_cast<uint32_t>(rs[r]) : 0u;
         const int32_t* tr = tile + r * nr;
-        if (out.i32) {
-          int32_t* o = out.i32 + (i + r) * out.ldc + j0;
-          for (size_t j = 0; j < nc; ++j)
-            o[j] = static_cast<int32_t>(static_cast<uint32_t>(tr[j]) + static_cast<uint32_t>(dcol[j]) * rs -
-                                        static_cast<uint32_t>(ccol[j]));
-        } else {
-          float* o = out.f32 + (i + r) * out.ldc + j0;
-          for (size_t j = 0; j < nc; ++j) {
-            const int32_t v = static_cast<int32_t>(static_cast<uint32_t>(tr[j]) + static_cast<uint32_t>(dcol[j]) * rs -
-                                                   static_cast<uint32_t>(ccol[j]));
-            o[j] = static_cast<float>(v) * scale[j];
-          }
-          if (out.bias)
-            for (size_t j = 0; j < nc; ++j) o[j] += bias[j];
-          if (out.act == Activation::Gelu) t.gelu(o, o, nc);
-        }
+        int32_t* o = out.i32 + (i + r) * out.ldc + j0;
+        for (size_t j = 0; j < nc; ++j)
+          o[j] = static_cast<int32_t>(static_cast<uint32_t>(tr[j]) + static_cast<uint32_t>(dcol[j]) * rv -
+                                      static_cast<uint32_t>(ccol[j]));
       }
     }
   };

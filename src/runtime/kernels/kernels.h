@@ -37,6 +37,16 @@ using F32GemmUkernel = void (*)(size_t mr, size_t nc, size_t kc, const float* a,
 using Q8GemmUkernel = void (*)(size_t mr, size_t nc, size_t kc, const uint8_t* a, size_t a_stride,
                                const int8_t* w, int32_t* c, size_t c_stride);
 
+// Per-column terms of the integer GEMM's dequantizing epilogue (nc values each,
+// bias may be null): see Table::q8_dequantize.
+struct Q8Dequant {
+  const int32_t* dcol;
+  const int32_t* ccol;
+  const float* scale;
+  const float* bias;
+  Activation act;
+};
+
 struct Table {
   std::string name;  // "avx512", "avx2", "portable", ...
   size_t f32_mr, f32_nr;
@@ -55,6 +65,12 @@ struct Table {
   void (*minmax)(const float* x, size_t n, float* min, float* max);
   // y = saturate(round_half_even(x / scale) + zp) to [0, 255].
   void (*quantize_u8)(const float* x, uint8_t* y, size_t n, float scale, int32_t zp);
+  // One tile of the integer GEMM's epilogue, from the accumulators (rows x nc,
+  // acc_stride apart): out[r][j] = float(acc[r][j] + dcol[j] * row[r] - ccol[j])
+  // * scale[j] + bias[j] (a product then a sum, no FMA), then act; the integer
+  // terms wrap as two's complement; row null means zeros.
+  void (*q8_dequantize)(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                        const Q8Dequant& d, float* out, size_t ldo);
 };
 
 // The table for this CPU (MEDQUANT_ISA=portable|avx2|avxvnni|avx512|avx512vnni

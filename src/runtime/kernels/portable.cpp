@@ -102,12 +102,28 @@ void quantize_u8__portable(const float* x, uint8_t* y, size_t n, float scale, in
   }
 }
 
+void q8_dequantize__portable(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                             const Q8Dequant& d, float* out, size_t ldo) {
+  for (size_t r = 0; r < rows; ++r) {
+    const uint32_t rs = row ? static_cast<uint32_t>(row[r]) : 0u;
+    const int32_t* ar = acc + r * acc_stride;
+    float* o = out + r * ldo;
+    for (size_t j = 0; j < nc; ++j) {
+      const int32_t v = static_cast<int32_t>(static_cast<uint32_t>(ar[j]) + static_cast<uint32_t>(d.dcol[j]) * rs -
+                                             static_cast<uint32_t>(d.ccol[j]));
+      const float f = static_cast<float>(v) * d.scale[j];
+      o[j] = d.bias ? f + d.bias[j] : f;
+    }
+    if (d.act == Activation::Gelu) gelu__portable(o, o, nc);
+  }
+}
+
 const Table& portable_table() {
   static const Table t{
       "portable", kF32Mr, kF32Nr, f32_gemm_4x16__portable, "f32_gemm_4x16__portable",
       kQ8Mr, kQ8Nr, q8_gemm_4x16__portable, "q8_gemm_4x16__portable",
       softmax__portable, layernorm__portable, gelu__portable, erf__portable, exp__portable,
-      minmax__portable, quantize_u8__portable};
+      minmax__portable, quantize_u8__portable, q8_dequantize__portable};
   return t;
 }
 

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/kernels/kernels.h"
+
 namespace medquant::runtime::kernels {
 
 void f32_gemm_4x16__portable(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
@@ -17,5 +19,7 @@ void erf__portable(const float* x, float* y, size_t n);
 void exp__portable(const float* x, float* y, size_t n);
 void minmax__portable(const float* x, size_t n, float* mn, float* mx);
 void quantize_u8__portable(const float* x, uint8_t* y, size_t n, float scale, int32_t zp);
+void q8_dequantize__portable(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                             const Q8Dequant& d, float* out, size_t ldo);
 
 }  // namespace medquant::runtime::kernels

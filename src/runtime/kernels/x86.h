@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/kernels/kernels.h"
+
 namespace medquant::runtime::kernels {
 
 // f32_gemm_12x32__avx512.cpp
@@ -17,6 +19,8 @@ void erf__avx512(const float* x, float* y, size_t n);
 void exp__avx512(const float* x, float* y, size_t n);
 void minmax__avx512(const float* x, size_t n, float* mn, float* mx);
 void quantize_u8__avx512(const float* x, uint8_t* y, size_t n, float scale, int32_t zp);
+void q8_dequantize__avx512(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                           const Q8Dequant& d, float* out, size_t ldo);
 
 // f32_gemm_6x16__avx2.cpp
 void f32_gemm_6x16__avx2(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
@@ -28,6 +32,8 @@ void erf__avx2(const float* x, float* y, size_t n);
 void exp__avx2(const float* x, float* y, size_t n);
 void minmax__avx2(const float* x, size_t n, float* mn, float* mx);
 void quantize_u8__avx2(const float* x, uint8_t* y, size_t n, float scale, int32_t zp);
+void q8_dequantize__avx2(const int32_t* acc, size_t acc_stride, size_t rows, size_t nc, const int32_t* row,
+                         const Q8Dequant& d, float* out, size_t ldo);
 
 // q8 GEMMs: u8 x s8 -> s32, exact (no 16-bit saturation).
 void q8_gemm_12x32__avx512vnni(size_t mr, size_t nc, size_t kc, const uint8_t* a, size_t a_stride,
