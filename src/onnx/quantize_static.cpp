@@ -1,0 +1,487 @@
+#include "onnx/quantize_static.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "onnx/model_io.h"
+
+namespace medquant::onnx {
+
+std::set<std::string> static_default_op_types() {
+  return {"ArgMax", "Add", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Gemm", "GlobalAveragePool",
+          "LeakyRelu", "MatMul", "Mul", "Sigmoid", "Softmax"};
+}
+
+std::set<std::string> static_unsupported_op_types() {
+  return {"AveragePool", "BatchNormalization", "Clip", "ConvTranspose", "Flatten", "Gather", "GatherElements",
+          "InstanceNormalization", "LayerNormalization", "MaxPool", "Pad", "Relu", "Reshape", "Resize",
+          "Slice", "Split", "Squeeze", "TopK", "Transpose", "Unsqueeze", "Where"};
+}
+
+namespace {
+
+bool is_float_type(int32_t t) { return t == kFloat || t == kFloat16; }
+
+// The element type shape inference gave a value (value_info, graph io), 0 if none.
+int32_t value_info_type(const Graph& g, const std::string& name) {
+  const auto* vi = g.find_value_info(name);
+  if (!vi || !vi->type().has_tensor_type()) return 0;
+  return vi->type().tensor_type().elem_type();
+}
+
+}  // namespace
+
+std::vector<std::string> tensors_to_calibrate(const Graph& graph, const std::set<std::string>& op_types) {
+  std::set<std::string> out;
+  for (const auto& n : graph.nodes) {
+    if (!op_types.count(n.op_type)) continue;
+    auto consider = [&](const std::string& name) {
+      if (name.empty() || graph.find_initializer(name)) return;
+      if (is_float_type(value_info_type(graph, name))) out.insert(name);
+    };
+    for (const auto& i : n.inputs) consider(i);
+    for (const auto& o : n.outputs) consider(o);
+  }
+  return {out.begin(), out.end()};
+}
+
+namespace {
+
+Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+               std::string name) {
+  Node n;
+  n.op_type = std::move(op);
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  n.name = std::move(name);
+  return n;
+}
+
+std::string raw_bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
+
+int32_t onnx_type(QuantType t) { return t == QuantType::QInt8 ? kInt8 : kUint8; }
+
+class StaticQuantizer {
+ public:
+  StaticQuantizer(Model& model, const std::map<std::string, TensorRange>& ranges,
+                  const StaticQuantizeOptions& options)
+      : model_(model), g_(model.graph), ranges_(ranges), opt_(options) {
+    op_types_ = opt_.op_types.empty() ? static_default_op_types() : opt_.op_types;
+  }
+
+  QuantizeReport run() {
+    where_ = model_.path.empty() ? std::string("model") : model_.path;
+    const int64_t opset = model_.opset();
+    if (opset < 10)
+      fail("{}: ai.onnx opset {}: QDQ quantization needs opset 10 or newer (QuantizeLinear); convert the "
+           "model first", where_, opset);
+    if (opt_.per_channel && opset < 13)
+      fail("{}: ai.onnx opset {}: per-channel QDQ needs opset 13 or newer (DequantizeLinear axis)", where_,
+           opset);
+    if (opt_.activation_type == QuantType::QInt8 && opt_.weight_type == QuantType::QUInt8)
+      fail("activation type qint8 with weight type quint8 is not supported (as in ONNX Runtime)");
+    for (const auto& t : g_.initializers()) report_.weight_bytes_before += t.bytes().size();
+    for (const auto& n : g_.nodes)
+      if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
+        core::log_warning("{}: the model already holds {} nodes; is it quantized already?", where_, n.op_type);
+        break;
+      }
+
+    // quantize_model: let each selected node mark its tensors.
+    for (size_t i = 0; i < g_.nodes.size(); ++i) mark_node(i);
+    compute_weight_params();
+    adjust_weight_scales_for_bias();
+    emit_tensors();
+    emit_biases();
+    remove_unused_initializers(g_, where_);
+    g_.sort_topologically();
+    for (const auto& t : g_.initializers()) report_.weight_bytes_after += t.bytes().size();
+    return std::move(report_);
+  }
+
+ private:
+  enum class Kind { Activation, Weight };
+  struct Marked {
+    std::string name;
+    Kind kind;
+    std::optional<int64_t> axis;  // per-channel weights
+  };
+  struct Bias {
+    std::string name, node, input, weight;
+    float beta = 1.0f;
+  };
+  struct WeightParams {
+    QuantType type;
+    bool symmetric, reduce;
+    std::optional<int64_t> axis;
+    QuantizedWeight q;
+  };
+
+  // ---- marking (quantize_activation_tensor / quantize_weight_tensor*) ----
+
+  bool quantizable(const std::string& name) const {
+    if (name.empty()) return false;
+    if (const Tensor* t = g_.find_initializer(name)) return is_float_type(t->type);
+    return is_float_type(value_info_type(g_, name));
+  }
+
+  void mark(const std::string& name, Kind kind, std::optional<int64_t> axis = std::nullopt) {
+    if (!quantizable(name)) return;
+    if (axis) {  // quantize_weight_tensor_per_channel overwrites an earlier mark
+      if (auto it = marked_index_.find(name); it != marked_index_.end()) {
+        marked_[it->second] = {name, kind, axis};
+        return;
+      }
+    } else if (marked_index_.count(name)) {
+      return;
+    }
+    marked_index_[name] = marked_.size();
+    marked_.push_back({name, kind, axis});
+  }
+
+  // is_tensor_per_channel: initializers only, when --per-channel, axis in range.
+  std::optional<int64_t> per_channel_axis(const std::string& name, int64_t axis) const {
+    const Tensor* t = g_.find_initializer(name);
+    if (!t || !opt_.per_channel) return std::nullopt;
+    const int64_t rank = static_cast<int64_t>(t->dims.size());
+    const int64_t a = axis < 0 ? axis + rank : axis;
+    if (a < 0 || a >= rank) {
+      core::log_warning("{}: axis {} is out of range for weight '{}' of rank {}; quantized per tensor", where_,
+                        axis, name, rank);
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  void mark_weight(const std::string& name, int64_t default_axis) {
+    if (auto axis = per_channel_axis(name, default_axis)) mark(name, Kind::Weight, axis);
+    else mark(name, Kind::Weight);
+  }
+
+  bool selected(const Node& n, std::string& why) const {
+    if (!opt_.nodes_to_quantize.empty() && !opt_.nodes_to_quantize.count(n.name)) {
+      why = "not in --include";
+      return false;
+    }
+    if (!op_types_.count(n.op_type)) {
+      why = "op type not selected (--op-types)";
+      return false;
+    }
+    if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
+      why = "already a quantization node";
+      return false;
+    }
+    if (opt_.nodes_to_exclude.count(n.name)) {
+      why = "excluded (--exclude)";
+      return false;
+    }
+    return true;
+  }
+
+  void mark_node(size_t index) {
+    const Node& n = g_.nodes[index];
+    const std::string label = n.describe(index);
+    std::string why;
+    if (!selected(n, why)) {
+      if (op_types_.count(n.op_type)) report_.entries.push_back({label, n.op_type, false, why});
+      return;
+    }
+    for (const auto& in : n.inputs)
+      if (const Tensor* t = g_.find_initializer(in); t && t->type == kFloat16)
+        return report_.entries.push_back({label, n.op_type, false, "float16 initializer (not supported yet)"});
+    if (n.op_type == "MatMul") {
+      for (const auto& name : n.inputs) {
+        if (g_.find_initializer(name)) mark_weight(name, 1);
+        else mark(name, Kind::Activation);
+      }
+      for (const auto& name : n.outputs) mark(name, Kind::Activation);
+    } else if (n.op_type == "Conv" || n.op_type == "Gemm") {
+      const bool gemm = n.op_type == "Gemm";
+      mark(n.inputs[0], Kind::Activation);
+      mark(n.outputs[0], Kind::Activation);
+      mark_weight(n.inputs[1], gemm && n.attribute_int("transB", 0) > 0 ? 0 : (gemm ? 1 : 0));
+      if (n.inputs.size() == 3 && !n.inputs[2].empty()) {
+        if (!gemm || g_.find_initializer(n.inputs[2])) add_bias(index, n.inputs[2]);
+        else core::log_warning("{}: bias of Gemm {} is not constant; kept in float", where_, label);
+      }
+    } else {
+      // QDQOperatorBase: every input and output.
+      for (const auto& name : n.inputs) mark(name, Kind::Activation);
+      for (const auto& name : n.outputs) mark(name, Kind::Activation);
+      if (n.op_type == "Softmax") softmax_outputs_.insert(n.outputs[0]);  // adjust_tensor_ranges
+    }
+    report_.entries.push_back({label, n.op_type, true, "QDQ"});
+  }
+
+  void add_bias(size_t index, const std::string& bias) {
+    Node& n = g_.nodes[index];
+    const Tensor* b = g_.find_initializer(bias);
+    if (!b) {
+      core::log_warning("{}: expected bias '{}' of {} to be an initializer; kept in float", where_, bias,
+                        n.describe(index));
+      return;
+    }
+    if (b->type != kFloat) return;
+    if (bias_index_.count(bias))
+      fail("{}: bias '{}' is shared by several nodes; medquant does not duplicate shared biases yet "
+           "(exclude one of the nodes with --exclude)", where_, bias);
+    float beta = 1.0f;
+    if (n.op_type == "Gemm") {
+      beta = n.attribute_float("beta", 1.0f);
+      if (n.attribute("beta")) {  // set_default_beta: the bias now carries beta
+        for (auto& a : n.attributes)
+          if (a.name() == "beta") a.set_f(1.0f);
+      }
+    }
+    bias_index_[bias] = biases_.size();
+    biases_.push_back({bias, n.name, n.inputs[0], n.inputs[1], beta});
+  }
+
+  // ---- parameters ----
+
+  bool weight_symmetric(QuantType t) const {
+    return opt_.weight_symmetric >= 0 ? opt_.weight_symmetric != 0 : t == QuantType::QInt8;
+  }
+
+  // calc_quant_params for an activation (reduce_range never applies here).
+  std::optional<QuantParams> activation_params(const std::string& name) const {
+    TensorRange r;
+    if (softmax_outputs_.count(name)) {
+      r = {0.0f, 1.0f};
+    } else {
+      auto it = ranges_.find(name);
+      if (it == ranges_.end()) return std::nullopt;
+      r = it->second;
+    }
+    int32_t qmin, qmax;
+    quant_range(opt_.activation_type, false, opt_.activation_symmetric, qmin, qmax);
+    return compute_scale_zp(r.lo, r.hi, qmin, qmax, opt_.activation_symmetric);
+  }
+
+  // _calc_initializer_quant_params
+  void compute_weight_params() {
+    for (const auto& m : marked_) {
+      const Tensor* t = g_.find_initializer(m.name);
+      if (!t) continue;
+      const bool is_weight = m.kind == Kind::Weight;
+      WeightParams p;
+      p.type = is_weight ? opt_.weight_type : opt_.activation_type;
+      // Per-channel initializers are always symmetric (one zero point for all channels).
+      p.symmetric = m.axis.has_value() || (is_weight ? weight_symmetric(p.type) : opt_.activation_symmetric);
+      p.reduce = opt_.reduce_range;
+      p.axis = m.axis;
+      p.q = quantize_weight(*t, p.type, p.symmetric, p.reduce, p.axis, where_);
+      weights_.emplace(m.name, std::move(p));
+    }
+  }
+
+  // _adjust_weight_quant_params_for_bias_tensors: a bias scale so small that
+  // the int32 bias would overflow enlarges the weight's scale.
+  void adjust_weight_scales_for_bias() {
+    for (const auto& b : biases_) {
+      if (!marked_index_.count(b.input) || g_.find_initializer(b.input)) continue;
+      const auto in = activation_params(b.input);
+      auto wit = weights_.find(b.weight);
+      if (!in || wit == weights_.end()) continue;
+      WeightParams& w = wit->second;
+      if (w.type != QuantType::QInt8) continue;
+      if (std::any_of(w.q.zero_points.begin(), w.q.zero_points.end(), [](int32_t z) { return z != 0; }))
+        continue;
+      const std::vector<float> bias = g_.find_initializer(b.name)->to_floats();
+      constexpr double kEpsilon = 1.0001;
+      const double qrange = static_cast<double>(std::numeric_limits<int32_t>::max()) -
+                            static_cast<double>(std::numeric_limits<int32_t>::min() + 1);
+      const double in_scale = in->scale;
+      bool changed = false;
+      auto adjust = [&](float& scale, double absmax) {
+        const double smallest = kEpsilon * (2.0 * absmax) / qrange;
+        const double candidate = in_scale * static_cast<double>(scale);
+        if (candidate < smallest && candidate > 0.0) {
+          scale = static_cast<float>(static_cast<double>(scale) * (smallest / candidate));
+          changed = true;
+        }
+      };
+      if (!w.axis) {
+        float lo = 0, hi = 0;
+        for (float v : bias) lo = std::min(lo, v), hi = std::max(hi, v);
+        adjust(w.q.scales[0], std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi))));
+      } else {
+        for (size_t c = 0; c < w.q.scales.size() && c < bias.size(); ++c)
+          adjust(w.q.scales[c], std::fabs(static_cast<double>(bias[c])));
+      }
+      if (changed) {
+        core::log_verbose("{}: scale of weight '{}' enlarged so that bias '{}' fits int32", where_, b.weight, b.name);
+        requantize(b.weight, w);
+      }
+    }
+  }
+
+  // Quantizes a weight again with the scales and zero points in `w`.
+  void requantize(const std::string& name, WeightParams& w) {
+    const Tensor* t = g_.find_initializer(name);
+    const std::vector<float> data = t->to_floats();
+    size_t channels = 1, inner = data.size(), outer = 1;
+    if (w.axis) {
+      const size_t ax = static_cast<size_t>(*w.axis);
+      channels = static_cast<size_t>(t->dims[ax]);
+      inner = 1;
+      for (size_t i = ax + 1; i < t->dims.size(); ++i) inner *= static_cast<size_t>(t->dims[i]);
+      outer = data.size() / std::max<size_t>(1, channels * inner);
+    }
+    auto* out = reinterpret_cast<uint8_t*>(w.q.bytes.data());
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t c = 0; c < channels; ++c) {
+        const size_t at = (o * channels + c) * inner;
+        quantize_with_params(data.data() + at, inner, {w.q.scales[c], w.q.zero_points[c]}, w.type, out + at);
+      }
+  }
+
+  // ---- graph edits ----
+
+  void replace_input_everywhere(const std::string& from, const std::string& to) {
+    for (auto& n : g_.nodes)
+      for (auto& i : n.inputs)
+        if (i == from) i = to;
+  }
+
+  void add_scale_zp(const std::string& base, int32_t scale_type, const std::vector<float>& scales,
+                    int32_t zp_type, const std::vector<int32_t>& zps, bool per_channel) {
+    std::vector<int64_t> dims;
+    if (per_channel) dims = {static_cast<int64_t>(scales.size())};
+    std::string zp_bytes(zps.size(), '\0');
+    for (size_t i = 0; i < zps.size(); ++i) zp_bytes[i] = static_cast<char>(zps[i]);
+    g_.add_initializer(Tensor(base + "_zero_point", zp_type, dims, std::move(zp_bytes), Tensor::Storage::Typed));
+    g_.add_initializer(Tensor(base + "_scale", scale_type, dims, raw_bytes(scales.data(), scales.size() * 4),
+                              Tensor::Storage::Typed));
+  }
+
+  // _quantize_normal_tensors, in marking order.
+  void emit_tensors() {
+    for (const auto& m : marked_) {
+      if (const Tensor* t = g_.find_initializer(m.name)) {
+        WeightParams& w = weights_.at(m.name);
+        const Tensor weight = *t;  // `t` moves when initializers grow
+        const std::string dq_out = m.name + "_DequantizeLinear_Output";
+        replace_input_everywhere(m.name, dq_out);
+        add_quantized_weight(g_, weight, onnx_type(w.type), std::move(w.q), w.axis.has_value(),
+                             m.name + "_quantized");
+        Node dq = make_node("DequantizeLinear",
+                            {m.name + "_quantized", m.name + "_scale", m.name + "_zero_point"}, {dq_out},
+                            m.name + "_DequantizeLinear");
+        if (w.axis) dq.set_attribute_int("axis", *w.axis);
+        g_.nodes.push_back(std::move(dq));
+        continue;
+      }
+      const auto p = activation_params(m.name);
+      if (!p)
+        fail("{}: no calibrated range for '{}'; in static mode the inputs and outputs of quantized nodes "
+             "need one (a medquant bug if it was calibrated)", where_, m.name);
+      add_scale_zp(m.name, kFloat, {p->scale}, onnx_type(opt_.activation_type), {p->zero_point}, false);
+      std::string q_in = m.name, dq_out = m.name + "_DequantizeLinear_Output";
+      if (g_.is_graph_output(m.name)) {
+        q_in = m.name + "_QuantizeLinear_Input";
+        dq_out = m.name;
+        for (auto& n : g_.nodes)
+          for (auto& o : n.outputs)
+            if (o == m.name) o = q_in;
+      } else {
+        replace_input_everywhere(m.name, dq_out);
+      }
+      const std::string q_out = m.name + "_QuantizeLinear_Output";
+      g_.nodes.push_back(make_node("QuantizeLinear", {q_in, m.name + "_scale", m.name + "_zero_point"}, {q_out},
+                                   m.name + "_QuantizeLinear"));
+      g_.nodes.push_back(make_node("DequantizeLinear", {q_out, m.name + "_scale", m.name + "_zero_point"},
+                                   {dq_out}, m.name + "_DequantizeLinear"));
+    }
+  }
+
+  // _quantize_bias_tensors: int32, zero point 0, scale input_scale * weight_scale * beta.
+  void emit_biases() {
+    for (const auto& b : biases_) {
+      const auto in = activation_params(b.input);
+      auto wit = weights_.find(b.weight);
+      if (!in || wit == weights_.end() || !marked_index_.count(b.input))
+        fail("{}: cannot quantize bias '{}': its input '{}' or weight '{}' has no quantization scale", where_,
+             b.name, b.input, b.weight);
+      const Tensor* w = g_.find_initializer(b.weight + "_scale");
+      std::vector<float> wscales(w->element_count());
+      std::memcpy(wscales.data(), w->bytes().data(), wscales.size() * 4);
+      const Tensor* bt = g_.find_initializer(b.name);
+      std::vector<float> data = bt->to_floats();
+      const std::vector<int64_t> dims = bt->dims;
+      float beta = b.beta;
+      if (beta == 0.0f) {
+        std::fill(data.begin(), data.end(), 0.0f);
+        beta = 1.0f;
+      }
+      std::vector<float> scales(wscales.size());
+      for (size_t i = 0; i < scales.size(); ++i) scales[i] = in->scale * wscales[i] * beta;  // float32, as numpy
+      std::vector<int32_t> q(data.size());
+      bool clipped = false;
+      for (size_t i = 0; i < data.size(); ++i) {
+        const float s = scales.size() == 1 ? scales[0] : scales[std::min(i, scales.size() - 1)];
+        double v = std::nearbyint(static_cast<double>(data[i]) / static_cast<double>(s));
+        if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) clipped = true;
+        v = std::clamp(v, static_cast<double>(std::numeric_limits<int32_t>::min()),
+                       static_cast<double>(std::numeric_limits<int32_t>::max()));
+        q[i] = static_cast<int32_t>(v);
+      }
+      if (clipped) core::log_warning("{}: quantized bias '{}' exceeds the int32 range", where_, b.name);
+      const std::string qn = b.name + "_quantized";
+      g_.remove_initializer(b.name);
+      g_.add_initializer(Tensor(qn, kInt32, dims, raw_bytes(q.data(), q.size() * 4)));
+      // numpy_helper.from_array(bias_scale.reshape(-1)): raw, shape [n] even for one scale.
+      g_.add_initializer(Tensor(qn + "_scale", kFloat, {static_cast<int64_t>(scales.size())},
+                                raw_bytes(scales.data(), scales.size() * 4)));
+      const bool per_channel = scales.size() > 1;
+      if (per_channel) {
+        std::vector<int32_t> zeros(scales.size(), 0);
+        g_.add_initializer(Tensor(qn + "_zero_point", kInt32, {static_cast<int64_t>(zeros.size())},
+                                  raw_bytes(zeros.data(), zeros.size() * 4)));
+      } else {
+        const int32_t zero = 0;
+        g_.add_initializer(Tensor(qn + "_zero_point", kInt32, {}, raw_bytes(&zero, 4), Tensor::Storage::Typed));
+      }
+      Node dq = make_node("DequantizeLinear", {qn, qn + "_scale", qn + "_zero_point"}, {b.name},
+                          b.name + "_DequantizeLinear");
+      if (per_channel) dq.set_attribute_int("axis", 0);
+      g_.nodes.push_back(std::move(dq));
+    }
+  }
+
+  Model& model_;
+  Graph& g_;
+  const std::map<std::string, TensorRange>& ranges_;
+  const StaticQuantizeOptions& opt_;
+  std::set<std::string> op_types_;
+  std::string where_;
+  std::vector<Marked> marked_;
+  std::unordered_map<std::string, size_t> marked_index_;
+  std::vector<Bias> biases_;
+  std::unordered_map<std::string, size_t> bias_index_;
+  std::unordered_set<std::string> softmax_outputs_;
+  std::unordered_map<std::string, WeightParams> weights_;
+  QuantizeReport report_;
+};
+
+}  // namespace
+
+QuantizeReport quantize_static(Model& model, const std::map<std::string, TensorRange>& ranges,
+                               const StaticQuantizeOptions& options) {
+  const auto unsupported = static_unsupported_op_types();
+  for (const auto& op : options.op_types)
+    if (unsupported.count(op))
+      fail("--op-types: {} has its own QDQ rules in ONNX Runtime that medquant does not reproduce yet "
+           "(supported: MatMul, Conv, Gemm and ops quantized on every input and output such as Add, Mul, "
+           "Softmax)", op);
+  return StaticQuantizer(model, ranges, options).run();
+}
+
+}  // namespace medquant::onnx
