@@ -35,28 +35,13 @@ int run(Args& a) {
   report.created = validate::utc_now_iso8601();
   if (!a.v.report_dir.empty()) validate::write_report(report, a.v.report_dir);
 
-  const int passed = report.count(validate::Status::Pass);
-  const int failed = report.count(validate::Status::Fail);
-  const int skipped = report.count(validate::Status::Skip);
   if (a.v.json) {
     fmt::print("{}\n", validate::to_json(report).dump(2));
   } else {
-    fmt::print("\n{} passed, {} failed, {} skipped\n", passed, failed, skipped);
-    if (failed > 0) {
-      std::string names;
-      for (const auto& v : report.validations)
-        if (v.status == validate::Status::Fail)
-          names += fmt::format("{}{} ({})", names.empty() ? "" : ", ", v.name,
-                               v.reason.empty() ? v.failed_metrics() : v.reason);
-      fmt::print("TESTS FAILED: {}\n", names);
-    } else if (passed == 0) {
-      fmt::print("NO TESTS RAN: every build was skipped\n");
-    } else {
-      fmt::print("ALL TESTS PASSED\n");
-    }
+    fmt::print("\n{}", validate::format_summary(report));
     if (!a.v.report_dir.empty()) fmt::print("report: {}/report.html\n", a.v.report_dir);
   }
-  return failed == 0 && passed > 0 ? 0 : 1;
+  return validate::all_passed(report) ? 0 : 1;
 }
 
 }  // namespace

@@ -103,11 +103,22 @@ void run_medgemma(const fs::path& dir, const TestAllOptions& options, Report& re
     }
     entries.push_back(std::move(e));
   }
+  // `medquant pipeline medgemma` keeps its reference out of the layout, in
+  // <root>/.medquant/work/: a candidate reference too, never a build.
+  std::vector<Entry> work;
+  const fs::path work_dir = fs::path(options.root) / ".medquant" / "work";
+  if (fs::is_directory(work_dir))
+    for (const auto& f : fs::directory_iterator(work_dir))
+      if (f.is_regular_file() && f.path().extension() == ".gguf") try {
+          work.push_back({f.path().string(), read_gguf_facts(f.path().string()), ""});
+        } catch (const Error&) {
+        }
   const Entry* ref = nullptr;
-  for (const auto& e : entries)
-    if (e.facts && !is_projector(e.path, *e.facts) && reference_rank(e.facts->file_type) > 0 &&
-        (!ref || reference_rank(e.facts->file_type) > reference_rank(ref->facts->file_type)))
-      ref = &e;
+  for (const auto* list : {&entries, &work})
+    for (const auto& e : *list)
+      if (e.facts && !is_projector(e.path, *e.facts) && reference_rank(e.facts->file_type) > 0 &&
+          (!ref || reference_rank(e.facts->file_type) > reference_rank(ref->facts->file_type)))
+        ref = &e;
 
   for (const auto& e : entries) {
     const std::string base = fs::path(e.path).filename().string();
@@ -165,6 +176,29 @@ std::string result_line(const Validation& v) {
     if (!c.pass) failed += (failed.empty() ? "" : "; ") + describe(c);
   if (!failed.empty()) s += " (failed: " + failed + ")";
   return s;
+}
+
+std::string format_summary(const Report& report) {
+  const int passed = report.count(Status::Pass);
+  const int failed = report.count(Status::Fail);
+  std::string s = fmt::format("{} passed, {} failed, {} skipped\n", passed, failed, report.count(Status::Skip));
+  if (failed > 0) {
+    std::string names;
+    for (const auto& v : report.validations)
+      if (v.status == Status::Fail)
+        names += fmt::format("{}{} ({})", names.empty() ? "" : ", ", v.name,
+                             v.reason.empty() ? v.failed_metrics() : v.reason);
+    s += "TESTS FAILED: " + names + "\n";
+  } else if (passed == 0) {
+    s += "NO TESTS RAN: every build was skipped\n";
+  } else {
+    s += "ALL TESTS PASSED\n";
+  }
+  return s;
+}
+
+bool all_passed(const Report& report) {
+  return report.count(Status::Fail) == 0 && report.count(Status::Pass) > 0;
 }
 
 Report run_test_all(const TestAllOptions& options,

@@ -5,7 +5,8 @@
 //   models/biomedclip/biomedclip_vision_int8.onnx   vs biomedclip_vision.onnx
 //       -> `validate onnx` (+ labels.json beside the models or at the root, if any)
 //   models/medgemma/*.gguf: the F32 / BF16 / F16 file (in that order of
-//       preference) is the reference, every quantized file a build
+//       preference; also looked for in .medquant/work/, where `pipeline`
+//       keeps it) is the reference, every quantized file a build
 //       -> `validate gguf`; vision projectors (mmproj) are listed as SKIP.
 //
 // One line per build as it finishes, in the style
@@ -30,6 +31,12 @@ struct TestAllOptions {
 // "[PASS] name - summary", "[FAIL] name - summary (failed: kld_mean 0.5 > 0.1)",
 // "[SKIP] name - reason".
 std::string result_line(const Validation& v);
+
+// "N passed, N failed, N skipped" and ALL TESTS PASSED / TESTS FAILED: names /
+// NO TESTS RAN, one line each.
+std::string format_summary(const Report& report);
+// No failure and at least one pass: test-all's exit code 0.
+bool all_passed(const Report& report);
 
 // Runs everything; on_line is called with each result line as soon as it is
 // known. Throws Error if the folder holds no build at all.
