@@ -40,6 +40,30 @@ const Table& best() {
 namespace {
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 constexpr size_t kMaxMr = 16, kMaxNr = 64;
+
+// B (k x n, or n x k when transposed) into panels of nr columns, columns past
+// n zero. Row-major B copies whole panel rows (attention packs its K and V
+// operands on every call); transposed B walks each column once.
+void pack_f32_panels(const float* b, size_t k, size_t n, size_t ldb, bool transposed, size_t nr, float* d) {
+  const size_t panels = (n + nr - 1) / nr;
+  for (size_t pi = 0; pi < panels; ++pi) {
+    const size_t j0 = pi * nr, nc = std::min(nr, n - j0);
+    float* dp = d + pi * k * nr;
+    if (!transposed) {
+      for (size_t kk = 0; kk < k; ++kk) {
+        std::memcpy(dp + kk * nr, b + kk * ldb + j0, nc * sizeof(float));
+        std::fill(dp + kk * nr + nc, dp + (kk + 1) * nr, 0.f);
+      }
+      continue;
+    }
+    if (nc < nr)
+      for (size_t kk = 0; kk < k; ++kk) std::fill(dp + kk * nr + nc, dp + (kk + 1) * nr, 0.f);
+    for (size_t j = 0; j < nc; ++j) {
+      const float* col = b + (j0 + j) * ldb;
+      for (size_t kk = 0; kk < k; ++kk) dp[kk * nr + j] = col[kk];
+    }
+  }
+}
 }  // namespace
 
 PackedF32 pack_f32(const Table& t, const float* b, size_t k, size_t n, size_t ldb, bool transposed) {
@@ -50,13 +74,7 @@ PackedF32 pack_f32(const Table& t, const float* b, size_t k, size_t n, size_t ld
   const size_t panels = (n + p.nr - 1) / p.nr;
   auto bytes = allocate_bytes(std::max<size_t>(1, panels * k * p.nr) * sizeof(float));
   p.data = std::shared_ptr<float[]>(bytes, reinterpret_cast<float*>(bytes.get()));
-  float* d = p.data.get();
-  for (size_t pi = 0; pi < panels; ++pi)
-    for (size_t kk = 0; kk < k; ++kk)
-      for (size_t j = 0; j < p.nr; ++j) {
-        const size_t col = pi * p.nr + j;
-        d[(pi * k + kk) * p.nr + j] = col < n ? (transposed ? b[col * ldb + kk] : b[kk * ldb + col]) : 0.f;
-      }
+  pack_f32_panels(b, k, n, ldb, transposed, p.nr, p.data.get());
   return p;
 }
 
@@ -111,12 +129,7 @@ void f32_gemm_unpacked(const Table& t, size_t m, size_t n, size_t k, const float
   const size_t panels = (n + nr - 1) / nr;
   buffer.resize(panels * k * nr + 16);
   float* d = buffer.data();
-  for (size_t pi = 0; pi < panels; ++pi)
-    for (size_t kk = 0; kk < k; ++kk)
-      for (size_t j = 0; j < nr; ++j) {
-        const size_t col = pi * nr + j;
-        d[(pi * k + kk) * nr + j] = col < n ? (b_transposed ? b[col * ldb + kk] : b[kk * ldb + col]) : 0.f;
-      }
+  pack_f32_panels(b, k, n, ldb, b_transposed, nr, d);
   alignas(64) float tile[kMaxMr * kMaxNr];
   for (size_t pi = 0; pi < panels; ++pi) {
     const size_t j0 = pi * nr, nc = std::min(nr, n - j0);
@@ -148,14 +161,20 @@ PackedQ8 pack_q8(const Table& t, const uint8_t* w, size_t k, size_t n, bool unsi
   p.zero_point.resize(n);
   for (size_t j = 0; j < n; ++j) p.zero_point[j] = zero_point_count == 1 ? zero_points[0] : zero_points[j];
   int8_t* d = p.data.get();
-  for (size_t kk = 0; kk < k; ++kk)
-    for (size_t col = 0; col < n; ++col) {
-      const int32_t s = unsigned_weights ? static_cast<int32_t>(w[kk * n + col]) - 128
-                                         : static_cast<int32_t>(static_cast<int8_t>(w[kk * n + col]));
-      const size_t pi = col / p.nr, j = col % p.nr, g = kk / 4, tt = kk % 4;
-      d[pi * p.kp * p.nr + (g * p.nr + j) * 4 + tt] = static_cast<int8_t>(s);
-      p.column_sum[col] += s;
+  const int32_t offset = unsigned_weights ? 128 : 0;
+  for (size_t kk = 0; kk < k; ++kk) {
+    const uint8_t* row = w + kk * n;
+    int8_t* dk = d + (kk / 4) * p.nr * 4 + kk % 4;  // panel 0, column 0 of this k
+    for (size_t pi = 0, col = 0; col < n; ++pi) {
+      int8_t* dp = dk + pi * p.kp * p.nr;
+      for (size_t j = 0; j < p.nr && col < n; ++j, ++col) {
+        const int32_t s = unsigned_weights ? static_cast<int32_t>(row[col]) - offset
+                                           : static_cast<int32_t>(static_cast<int8_t>(row[col]));
+        dp[j * 4] = static_cast<int8_t>(s);
+        p.column_sum[col] += s;
+      }
     }
+  }
   return p;
 }
 
