@@ -6,11 +6,15 @@
 //   <GEMM> -> GELU (Gelu op, or the erf expression torch exports:
 //       x * 0.5 * (1 + erf(x / sqrt 2)) in either multiplication order) => GELU in the epilogue
 // where <GEMM> is a float MatMul or the integer GEMM above, with a constant
-// 2-D weight packed at load. Fused-away values must have no other reader and
-// must not be graph outputs.
+// 2-D weight packed at load; and multi-head attention as exported by torch
+// and by our BiomedCLIP exporter (see ops/attention.h):
+//   Transpose(q) x Transpose(k) -> Mul/Div(scalar) -> Softmax -> x Transpose(v)
+//       -> Transpose                                         => one Attention node
+// Fused-away values must have no other reader and must not be graph outputs.
 #include <cmath>
 #include <unordered_set>
 
+#include "runtime/ops/attention.h"
 #include "runtime/ops/fusable.h"
 #include "runtime/plan.h"
 
@@ -21,14 +25,44 @@ struct Matcher {
   LoadedGraph& g;
   const Plan& p;
   std::vector<std::vector<int>> consumers;  // value -> node indices
+  std::vector<int> producers;               // value -> node index, -1 for inputs and initializers
   std::unordered_set<int> outputs;
 
   Matcher(LoadedGraph& graph, const Plan& plan) : g(graph), p(plan) {
     consumers.assign(g.names.size(), {});
-    for (size_t i = 0; i < g.nodes.size(); ++i)
+    producers.assign(g.names.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
       for (int v : g.nodes[i].in)
         if (v >= 0) consumers[v].push_back(static_cast<int>(i));
+      for (int v : g.nodes[i].out)
+        if (v >= 0) producers[v] = static_cast<int>(i);
+    }
     outputs.insert(g.outputs.begin(), g.outputs.end());
+  }
+
+  // The live node that makes v, or -1.
+  int producer_of(int v) const {
+    if (v < 0) return -1;
+    const int n = producers[v];
+    return n >= 0 && !g.nodes[n].removed ? n : -1;
+  }
+  // A one-input Transpose node with exactly this perm.
+  bool is_transpose(int t, std::initializer_list<int64_t> perm) const {
+    if (t < 0 || !is(t, "Transpose") || !g.nodes[t].source || g.nodes[t].in.size() != 1) return false;
+    const auto* a = g.nodes[t].source->attribute("perm");
+    if (!a || a->ints_size() != static_cast<int>(perm.size())) return false;
+    int i = 0;
+    for (int64_t d : perm)
+      if (a->ints(i++) != d) return false;
+    return true;
+  }
+  // v made by such a Transpose and read only by `reader`: the Transpose's input, else -1.
+  int transpose_input(int v, int reader, std::initializer_list<int64_t> perm) const {
+    const int t = producer_of(v);
+    return is_transpose(t, perm) && sole_consumer(v) == reader ? g.nodes[t].in[0] : -1;
+  }
+  bool float_4d(int v) const {
+    return v >= 0 && p.values[v].known && p.values[v].desc.type == onnx::kFloat && p.values[v].desc.shape.size() == 4;
   }
 
   // The only reader of v (a live node), or -1.
@@ -169,6 +203,71 @@ bool fuse_gelu(Matcher& m, int ni, FusableLinear& lin) {
   return true;
 }
 
+bool fuse_attention(Matcher& m, int si) {
+  GraphNode& sm = m.g.nodes[si];
+  if (!m.is(si, "Softmax") || sm.in.size() != 1 || sm.out.size() != 1 || !sm.source) return false;
+  const auto* axis_attr = sm.source->attribute("axis");
+  const int64_t axis = axis_attr ? axis_attr->i() : (m.g.model->opset("") >= 13 ? -1 : 1);
+  if (axis != -1 && axis != 3) return false;
+  // The scaling: Mul by a scalar constant (either side) or Div by one.
+  const int scaled = sm.in[0];
+  const int sc = m.producer_of(scaled);
+  if (sc < 0 || m.sole_consumer(scaled) != si || !m.float_4d(scaled)) return false;
+  const GraphNode& scn = m.g.nodes[sc];
+  if (scn.in.size() != 2) return false;
+  int scores = -1, scale_value = -1;
+  bool divide = false;
+  if (m.is(sc, "Mul")) {
+    for (int i = 0; i < 2; ++i) {
+      const Tensor* c = m.constant(scn.in[i]);
+      if (c && c->type() == onnx::kFloat && c->size() == 1) {
+        scale_value = scn.in[i];
+        scores = scn.in[1 - i];
+      }
+    }
+  } else if (m.is(sc, "Div")) {
+    const Tensor* c = m.constant(scn.in[1]);
+    if (c && c->type() == onnx::kFloat && c->size() == 1) {
+      scale_value = scn.in[1];
+      scores = scn.in[0];
+      divide = true;
+    }
+  }
+  if (scores < 0 || scores == scale_value || m.shape(scores) != m.shape(scaled)) return false;
+  // q x k, both made by head transposes.
+  const int qk = m.producer_of(scores);
+  if (qk < 0 || !m.is(qk, "MatMul") || m.sole_consumer(scores) != sc || m.g.nodes[qk].in.size() != 2) return false;
+  const int xq = m.transpose_input(m.g.nodes[qk].in[0], qk, {0, 2, 1, 3});
+  const int xk = m.transpose_input(m.g.nodes[qk].in[1], qk, {0, 2, 3, 1});
+  // probabilities x v, then the heads transposed back.
+  const int probs = sm.out[0];
+  const int av = m.sole_consumer(probs);
+  if (av < 0 || !m.is(av, "MatMul") || m.g.nodes[av].in.size() != 2 || m.g.nodes[av].in[0] != probs) return false;
+  const int xv = m.transpose_input(m.g.nodes[av].in[1], av, {0, 2, 1, 3});
+  const int context = m.g.nodes[av].out[0];
+  const int ot = m.sole_consumer(context);
+  if (xq < 0 || xk < 0 || xv < 0 || !m.is_transpose(ot, {0, 2, 1, 3})) return false;
+  const int result = m.g.nodes[ot].out[0];
+  for (int v : {xq, xk, xv, result})
+    if (!m.float_4d(v)) return false;
+  // q [B,T,H,D], k [B,Tk,H,D], v [B,Tk,H,Dv] (what AttentionOp::infer accepts).
+  const Shape &q = m.shape(xq), &k = m.shape(xk), &v = m.shape(xv);
+  if (k[0] != q[0] || v[0] != q[0] || k[2] != q[2] || v[2] != q[2] || k[3] != q[3] || v[1] != k[1]) return false;
+  if (m.shape(result) != Shape{q[0], q[1], q[2], v[3]}) return false;
+  const float scale = m.constant(scale_value)->data<float>()[0];
+  const std::vector<int> gone{m.producers[m.g.nodes[qk].in[0]], m.producers[m.g.nodes[qk].in[1]],
+                              m.producers[m.g.nodes[av].in[1]], qk, sc, av, ot};
+  for (int r : gone) m.g.nodes[r].removed = true;
+  sm.op = make_attention_op(scale, divide);
+  sm.op->where = sm.where + " (fused attention)";
+  sm.op_type = "Attention";
+  sm.domain = "medquant";
+  sm.source = nullptr;
+  sm.in = {xq, xk, xv};
+  sm.out = {result};
+  return true;
+}
+
 // Kahn's algorithm over value ids, stable on the current order.
 void resort(LoadedGraph& g) {
   std::vector<int> producer(g.names.size(), -1);
@@ -201,6 +300,8 @@ void resort(LoadedGraph& g) {
 size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   Matcher m(g, p);
   size_t count = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!g.nodes[i].removed && fuse_attention(m, static_cast<int>(i))) ++count;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     GraphNode& n = g.nodes[i];
     if (n.removed) continue;

@@ -364,4 +364,93 @@ TEST(RuntimeLoader, FuzzedModelsNeverCrash) {
   EXPECT_GT(loaded, 0);
 }
 
+
+// ---- fused attention equals the unfused chain
+
+// q [1,5,2,4], k [1,7,2,4], v [1,7,2,3] through the head transposes, q k,
+// the scale (Mul or Div, by an initializer or by a graph input, which must
+// not fuse), softmax and x v, heads transposed back: [1,5,2,3].
+::onnx::ModelProto attention_model(bool divide, bool constant_scale) {
+  ::onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* op = m.add_opset_import();
+  op->set_domain("");
+  op->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("attention");
+  auto add_io = [](::onnx::ValueInfoProto* v, const char* name, std::vector<int64_t> dims) {
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(1);
+    for (int64_t d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  add_io(g->add_input(), "q", {1, 5, 2, 4});
+  add_io(g->add_input(), "k", {1, 7, 2, 4});
+  add_io(g->add_input(), "v", {1, 7, 2, 3});
+  add_io(g->add_output(), "y", {1, 5, 2, 3});
+  if (constant_scale) {
+    auto* c = g->add_initializer();
+    c->set_name("scale");
+    c->set_data_type(1);
+    c->add_float_data(divide ? 2.f : 0.5f);
+  } else {
+    add_io(g->add_input(), "scale", {});
+  }
+  auto node = [&](const char* type, std::vector<const char*> in, const char* out) {
+    auto* n = g->add_node();
+    n->set_op_type(type);
+    for (auto* s : in) n->add_input(s);
+    n->add_output(out);
+    return n;
+  };
+  auto perm = [](::onnx::NodeProto* n, std::vector<int64_t> p) {
+    auto* a = n->add_attribute();
+    a->set_name("perm");
+    a->set_type(::onnx::AttributeProto::INTS);
+    for (int64_t d : p) a->add_ints(d);
+  };
+  perm(node("Transpose", {"q"}, "qt"), {0, 2, 1, 3});
+  perm(node("Transpose", {"k"}, "kt"), {0, 2, 3, 1});
+  perm(node("Transpose", {"v"}, "vt"), {0, 2, 1, 3});
+  node("MatMul", {"qt", "kt"}, "s0");
+  node(divide ? "Div" : "Mul", {"s0", "scale"}, "s1");
+  auto* sm = node("Softmax", {"s1"}, "p");
+  auto* a = sm->add_attribute();
+  a->set_name("axis");
+  a->set_type(::onnx::AttributeProto::INT);
+  a->set_i(-1);
+  node("MatMul", {"p", "vt"}, "o");
+  perm(node("Transpose", {"o"}, "y"), {0, 2, 1, 3});
+  return m;
+}
+
+TEST(RuntimeFusion, AttentionEqualsTheUnfusedChain) {
+  auto random_tensor = [](std::vector<int64_t> shape, unsigned seed) {
+    Tensor t(1, shape);
+    auto v = random_floats(static_cast<size_t>(t.size()), seed, 2.f);
+    std::copy(v.begin(), v.end(), t.data<float>());
+    return t;
+  };
+  for (bool divide : {false, true})
+    for (bool constant_scale : {true, false}) {
+      const std::string bytes = attention_model(divide, constant_scale).SerializeAsString();
+      const std::span<const uint8_t> span{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+      std::vector<std::pair<std::string, Tensor>> in{
+          {"q", random_tensor({1, 5, 2, 4}, 21)}, {"k", random_tensor({1, 7, 2, 4}, 22)}, {"v", random_tensor({1, 7, 2, 3}, 23)}};
+      if (!constant_scale) {
+        Tensor s(1, {});
+        s.data<float>()[0] = divide ? 2.f : 0.5f;
+        in.emplace_back("scale", s);
+      }
+      Session fused = Session::load_from_memory(span, {.threads = 2});
+      Session plain = Session::load_from_memory(span, {.threads = 2, .fuse = false});
+      const auto a = fused.run(in), b = plain.run(in);
+      EXPECT_EQ(fused.stats().fusions, constant_scale ? 1u : 0u) << divide;
+      ASSERT_EQ(a[0].shape(), (std::vector<int64_t>{1, 5, 2, 3}));
+      ASSERT_EQ(a[0].shape(), b[0].shape());
+      for (int64_t i = 0; i < a[0].size(); ++i)
+        ASSERT_EQ(a[0].data<float>()[i], b[0].data<float>()[i]) << "divide " << divide << " at " << i;
+    }
+}
+
 }  // namespace
