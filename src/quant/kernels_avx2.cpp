@@ -6,24 +6,13 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 
-// clang ignores `#pragma GCC target`; its own pragma puts the same target
-// attribute on every function (and lambda) up to the pop.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#endif
 #define MQ_W 8
+#define MQ_ISA "avx2"
 namespace medquant::quant::detail::avx2 {
 #include "quant/kernels_simd.inc"
 }  // namespace medquant::quant::detail::avx2
+#undef MQ_ISA
 #undef MQ_W
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
 
 namespace medquant::quant::detail {
 
