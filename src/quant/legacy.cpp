@@ -1,6 +1,8 @@
 // The 32-value block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: reference
 // quantizers (quantize_row_*_ref), the importance-matrix quantizers
 // (quantize_row_*_impl) and the decoders, as in ggml-quants.c.
+#include <xmmintrin.h>
+
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -13,12 +15,17 @@ namespace medquant::quant::detail {
 namespace {
 
 // ggml writes (int8_t)(float) and (uint8_t)(float); on x86 that is a
-// truncating conversion to int32 and keeping the low byte.
+// truncating conversion to int32 (cvttss2si: INT_MIN for NaN, inf and out of
+// range) and keeping the low byte. Spelled as the instruction, since the C++
+// cast is undefined for those values (UBSan stops there).
+inline int trunc_i32(float f) {
+  return _mm_cvtt_ss2si(_mm_set_ss(f));
+}
 inline int8_t trunc_i8(float f) {
-  return static_cast<int8_t>(static_cast<int>(f));
+  return static_cast<int8_t>(trunc_i32(f));
 }
 inline uint8_t trunc_u8(float f) {
-  return static_cast<uint8_t>(static_cast<int>(f));
+  return static_cast<uint8_t>(trunc_i32(f));
 }
 
 void q4_0_ref(const float* x, BlockQ4_0* y, int64_t k) {
@@ -146,7 +153,7 @@ void q8_0_ref(const float* x, BlockQ8_0* y, int64_t k) {
     y[i].d = to_half(d);
     for (int j = 0; j < kQK32; ++j) {
       const float x0 = x[i * kQK32 + j] * id;
-      y[i].qs[j] = static_cast<int8_t>(static_cast<int>(std::round(x0)));
+      y[i].qs[j] = trunc_i8(std::round(x0));
     }
   }
 }
