@@ -252,8 +252,10 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
     const auto src = in.tensor_data(t);
     const uint64_t row_in = t.row_bytes();
     const int64_t ne0 = t.ne[0];
-    const auto [begin, end] = slab_range(slab);
-    auto after_write = [&, si, begin = begin, end = end, &t = t] {
+    // Plain variables, not a structured binding: lambdas below use them, and
+    // clang before 16 cannot capture bindings.
+    const uint64_t begin = slab_range(slab).first, end = slab_range(slab).second;
+    auto after_write = [&, si, begin, end, &t = t] {
       in.release(t, begin, end);
       if (si + 1 < slabs.size()) {
         const auto [nb, ne] = slab_range(slabs[si + 1]);
