@@ -1,7 +1,6 @@
 // libFuzzer target for the GGUF reader: any bytes must either parse into a
 // header whose tensors lie inside the input, or throw medquant::Error; never
-// crash, hang or read out of bounds (build with clang: -fsanitize=fuzzer,address).
-//   build/<dir>/tests/fuzz/fuzz_gguf_reader -max_len=4096 corpus/
+// crash, hang or read out of bounds (scripts/fuzz.sh builds and runs it).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
