@@ -43,6 +43,8 @@ void log_callback(ggml_log_level level, const char* text, void*) {
   }
 }
 
+}  // namespace
+
 std::string last_errors() {
   std::lock_guard<std::mutex> lock(g_log_mutex);
   std::string out;
@@ -54,8 +56,6 @@ void clear_errors() {
   std::lock_guard<std::mutex> lock(g_log_mutex);
   g_errors.clear();
 }
-
-}  // namespace
 
 std::string_view llama_cpp_version() { return MEDQUANT_LLAMA_VERSION; }
 std::string_view llama_cpp_commit() { return MEDQUANT_LLAMA_COMMIT; }
@@ -77,10 +77,11 @@ void init_backend() {
 
 // ---------------------------------------------------------------- Model
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, bool untouched_weights) {
   init_backend();
   clear_errors();
   llama_model_params params = llama_model_default_params();
+  if (untouched_weights) params.use_extra_bufts = false;
   llama_model* model = llama_model_load_from_file(path.c_str(), params);
   if (!model) fail("{}: llama.cpp could not load the model: {}", path, last_errors());
   return std::unique_ptr<Model>(new Model(path, model));

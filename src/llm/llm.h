@@ -32,6 +32,11 @@ using Token = int32_t;
 // commit.
 std::string_view llama_cpp_version();
 std::string_view llama_cpp_commit();
+// The last few error/warning lines llama.cpp (or libmtmd) logged since the
+// last clear, for error messages ("no message ..." if none).
+std::string last_errors();
+void clear_errors();
+
 // llama.cpp's system line: "CPU : SSE3 = 1 | AVX2 = 1 | ... | OPENMP = 1 | REPACK = 1 |".
 std::string system_info();
 
@@ -43,7 +48,11 @@ void init_backend();
 class Model {
  public:
   // Throws Error "<path>: llama.cpp could not load the model: <its last error>".
-  static std::unique_ptr<Model> load(const std::string& path);
+  // untouched_weights: no weight repacking (use_extra_bufts off), so the
+  // memory-mapped weights are never read, for callers that need only the
+  // hyper-parameters and vocabulary (libmtmd). llama.cpp's vocab_only skips
+  // the hyper-parameters and no_alloc aborts on this build.
+  static std::unique_ptr<Model> load(const std::string& path, bool untouched_weights = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

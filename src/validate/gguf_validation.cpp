@@ -1,8 +1,6 @@
 #include "validate/gguf_validation.h"
 
 #include <fmt/format.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +18,7 @@
 #include "llm/isolate.h"
 #include "llm/llm.h"
 #include "models/gemma3/convert.h"
+#include "validate/common.h"
 #include "validate/sample_text.h"
 
 namespace medquant::validate {
@@ -27,29 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A private temporary folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "medquant-validate-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) fail("cannot create a temporary folder under {}", tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
 
- private:
-  std::string path_;
-};
-
-std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
-
-double mib(uint64_t bytes) { return static_cast<double>(bytes) / 1048576.0; }
 
 // ---------------------------------------------------------------- child results as JSON
 

@@ -26,12 +26,10 @@
 #include <string>
 #include <vector>
 
+#include "validate/common.h"
 #include "validate/report.h"
 
 namespace medquant::validate {
-
-inline constexpr int kSyntheticImages = 16;
-inline constexpr uint32_t kSyntheticSeed = 20240613;
 
 // The deterministic prompts text models are validated with.
 const std::vector<std::string>& medical_prompts();

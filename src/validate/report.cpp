@@ -118,9 +118,15 @@ const std::vector<PlotSlot>& plot_slots(std::string_view kind) {
       {"cosine_histogram", "Cosine similarity of INT8 vs FP32 embeddings"},
       {"zero_shot_confusion", "Zero-shot classification: confusion matrix"},
   };
+  static const std::vector<PlotSlot> mmproj = {
+      {"latency", "Image encode latency"},
+      {"size", "Size, bits per weight and peak memory"},
+      {"cosine_histogram", "Cosine similarity of the build's image embeddings to the reference's"},
+  };
   static const std::vector<PlotSlot> none;
   if (kind == "gguf") return gguf;
   if (kind == "onnx") return onnx;
+  if (kind == "mmproj") return mmproj;
   return none;
 }
 

@@ -69,11 +69,12 @@ struct PlotSlot {
 };
 // The plots a kind of validation shows, in order: for "gguf" latency, size,
 // tensor_error, kld_distribution; for "onnx" latency, size,
-// cosine_histogram, zero_shot_confusion.
+// cosine_histogram, zero_shot_confusion; for "mmproj" latency, size,
+// cosine_histogram.
 const std::vector<PlotSlot>& plot_slots(std::string_view kind);
 
 struct Validation {
-  std::string kind;     // "gguf", "onnx"
+  std::string kind;     // "gguf", "onnx", "mmproj"
   std::string name;     // "MedGemma Q4_K_S"
   Status status = Status::Skip;
   std::string reason;   // why it was skipped or could not run; empty otherwise

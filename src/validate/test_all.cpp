@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "validate/mmproj_validation.h"
 #include "validate/onnx_validation.h"
 
 namespace medquant::validate {
@@ -119,6 +120,22 @@ void run_medgemma(const fs::path& dir, const TestAllOptions& options, Report& re
       if (e.facts && !is_projector(e.path, *e.facts) && reference_rank(e.facts->file_type) > 0 &&
           (!ref || reference_rank(e.facts->file_type) > reference_rank(ref->facts->file_type)))
         ref = &e;
+  // The projectors' reference: the best-ranked float projector; libmtmd also
+  // needs a text model for its vocabulary (the reference, else any text GGUF).
+  const Entry* ref_proj = nullptr;
+  const Entry* text_model = ref;
+  size_t n_projectors = 0;
+  for (const auto* list : {&entries, &work})
+    for (const auto& e : *list) {
+      if (!e.facts) continue;
+      if (!is_projector(e.path, *e.facts)) {
+        if (!text_model) text_model = &e;
+        continue;
+      }
+      if (list == &entries) ++n_projectors;
+      const int rank = reference_rank(e.facts->file_type);
+      if (rank > 0 && (!ref_proj || rank > reference_rank(ref_proj->facts->file_type))) ref_proj = &e;
+    }
 
   for (const auto& e : entries) {
     const std::string base = fs::path(e.path).filename().string();
@@ -130,8 +147,35 @@ void run_medgemma(const fs::path& dir, const TestAllOptions& options, Report& re
       continue;
     }
     if (is_projector(e.path, *e.facts)) {
-      Validation v = skipped("gguf", "MedGemma vision projector (" + base + ")",
-                             "mmproj validation not available yet");
+      if (&e == ref_proj && n_projectors > 1) continue;  // the reference of the others
+      const bool typed = e.facts->file_type.rfind("file type", 0) != 0 && !e.facts->file_type.empty();
+      std::string name = "MedGemma vision projector " + (typed ? e.facts->file_type : base);
+      std::string why;
+      if (&e == ref_proj || !ref_proj)
+        why = e.facts->file_type == "F32" ? "an F32 projector with no build beside it"
+                                          : "no F32/BF16 reference projector beside it";
+      else if (!text_model)
+        why = "no text model GGUF beside it (libmtmd needs its vocabulary)";
+      if (!why.empty()) name = "MedGemma vision projector (" + base + ")";
+      Validation v;
+      if (!why.empty()) {
+        v = skipped("mmproj", name, why);
+      } else {
+        // `validate gguf` on a projector (validate/mmproj_validation.h),
+        // synthetic images, default thresholds for the build's type.
+        MmprojOptions o;
+        o.reference = ref_proj->path;
+        o.candidate = e.path;
+        o.text_model = text_model->path;
+        o.name = name;
+        o.threads = std::max(1, options.gguf.eval.threads);
+        o.skip_speed = options.gguf.skip_speed;
+        try {
+          v = to_validation(validate_mmproj(o));
+        } catch (const Error& err) {
+          v = errored("mmproj", name, err.what());
+        }
+      }
       on_line(result_line(v));
       report.validations.push_back(std::move(v));
       continue;

@@ -7,7 +7,10 @@
 //   models/medgemma/*.gguf: the F32 / BF16 / F16 file (in that order of
 //       preference; also looked for in .medquant/work/, where `pipeline`
 //       keeps it) is the reference, every quantized file a build
-//       -> `validate gguf`; vision projectors (mmproj) are listed as SKIP.
+//       -> `validate gguf`; vision projectors (mmproj): the F32 / BF16 / F16
+//       projector is the reference of the others (synthetic images, the
+//       reference text GGUF for libmtmd's vocabulary), a projector without
+//       one is listed as SKIP with the reason.
 //
 // One line per build as it finishes, in the style
 //   [PASS] MedGemma Q4_K_S - 9.3 tok/s, KLD 0.012, PPL +1.2%, top-1 93.1%
