@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,10 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "core/thread_pool.h"
 
 namespace medquant::cli {
 namespace {
@@ -54,6 +59,67 @@ int run_inspect(const InspectOptions& options) {
 }
 
 }  // namespace
+
+std::string grouped(uint64_t v) {
+  const std::string digits = std::to_string(v);
+  std::string s;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
+    s += digits[i];
+  }
+  return s;
+}
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+  return fmt::format("[{}]", fmt::join(dims, ", "));
+}
+
+std::vector<std::string> hash_tensors(size_t count, uint64_t total_bytes, const TensorBytes& bytes,
+                                      const ReleaseBytes& release) {
+  std::vector<std::string> hashes(count);
+  core::Progress progress("hashing tensors", total_bytes, core::ProgressUnit::Bytes);
+  core::default_pool().parallel_for(0, count, [&](size_t i) {
+    std::vector<uint8_t> scratch;
+    const auto b = bytes(i, scratch);
+    core::Sha256 h;
+    constexpr size_t kChunk = 16 << 20;
+    for (size_t off = 0; off < b.size(); off += kChunk) {
+      const size_t n = std::min(kChunk, b.size() - off);
+      h.update(b.data() + off, n);
+      release(i, off, n);
+      progress.add(n);
+    }
+    hashes[i] = h.hex_digest();
+  });
+  return hashes;
+}
+
+void TypeTotals::add(std::string_view type, uint64_t parameters, uint64_t bytes) {
+  auto it = by_type.find(type);
+  if (it == by_type.end()) it = by_type.emplace(std::string(type), Row{}).first;
+  for (Row* r : {&it->second, &all}) {
+    r->tensors += 1;
+    r->parameters += parameters;
+    r->bytes += bytes;
+  }
+}
+
+nlohmann::ordered_json TypeTotals::all_json() const {
+  return {{"tensors", all.tensors}, {"parameters", all.parameters}, {"bytes", all.bytes}};
+}
+
+nlohmann::ordered_json TypeTotals::by_type_json() const {
+  auto j = nlohmann::ordered_json::object();
+  for (const auto& [name, r] : by_type)
+    j[name] = {{"tensors", r.tensors}, {"parameters", r.parameters}, {"bytes", r.bytes}};
+  return j;
+}
+
+void TypeTotals::print_by_type(size_t type_width) const {
+  for (const auto& [name, r] : by_type)
+    fmt::print("  {:<{}}  {} tensors, {} parameters, {} bytes ({})\n", name, type_width, r.tensors,
+               grouped(r.parameters), grouped(r.bytes), core::human_bytes(r.bytes));
+}
 
 void add_inspect_command(CLI::App& root, Commands& commands) {
   auto* app = root.add_subcommand(

@@ -9,9 +9,6 @@
 
 #include "cli/inspect.h"
 #include "core/log.h"
-#include "core/progress.h"
-#include "core/sha256.h"
-#include "core/thread_pool.h"
 #include "gguf/gguf.h"
 
 namespace medquant::cli {
@@ -22,16 +19,6 @@ using Json = nlohmann::ordered_json;
 
 constexpr size_t kShownElements = 8;   // array elements in the text table
 constexpr size_t kJsonElements = 64;   // arrays longer than this are summarised in JSON
-
-std::string grouped(uint64_t v) {
-  const std::string digits = std::to_string(v);
-  std::string s;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
-    s += digits[i];
-  }
-  return s;
-}
 
 std::string type_text(const gguf::Value& v) {
   if (!v.is_array()) return std::string(gguf::value_type_name(v.type()));
@@ -65,31 +52,6 @@ Json value_json(const gguf::Value& v) {
   return j;
 }
 
-std::vector<std::string> hash_tensors(const gguf::Reader& r) {
-  const auto& tensors = r.tensors();
-  uint64_t total = 0;
-  for (const auto& t : tensors) total += t.n_bytes();
-  std::vector<std::string> hashes(tensors.size());
-  core::Progress progress("hashing tensors", total, core::ProgressUnit::Bytes);
-  core::default_pool().parallel_for(0, tensors.size(), [&](size_t i) {
-    core::Sha256 h;
-    const auto bytes = r.tensor_data(tensors[i]);
-    constexpr size_t kChunk = 16 << 20;
-    for (size_t off = 0; off < bytes.size(); off += kChunk) {
-      const size_t n = std::min(kChunk, bytes.size() - off);
-      h.update(bytes.data() + off, n);
-      progress.add(n);
-    }
-    r.release(tensors[i], 0, bytes.size());
-    hashes[i] = h.hex_digest();
-  });
-  return hashes;
-}
-
-struct TypeTotal {
-  uint64_t tensors = 0, parameters = 0, bytes = 0;
-};
-
 }  // namespace
 
 bool is_gguf(const InspectProbe& probe) {
@@ -101,18 +63,14 @@ int inspect_gguf(const InspectOptions& options) {
   const gguf::Reader r(options.path);
   const gguf::Header& h = r.header();
   std::vector<std::string> hashes;
-  if (options.hash) hashes = hash_tensors(r);
-
-  std::map<std::string_view, TypeTotal> by_type;
-  TypeTotal all;
-  for (const auto& t : h.tensors) {
-    auto& d = by_type[quant::type_name(t.type)];
-    for (TypeTotal* x : {&d, &all}) {
-      x->tensors += 1;
-      x->parameters += static_cast<uint64_t>(t.n_elements());
-      x->bytes += t.n_bytes();
-    }
-  }
+  TypeTotals totals;
+  for (const auto& t : h.tensors)
+    totals.add(quant::type_name(t.type), static_cast<uint64_t>(t.n_elements()), t.n_bytes());
+  const auto& all = totals.all;
+  if (options.hash)
+    hashes = hash_tensors(
+        h.tensors.size(), all.bytes, [&](size_t i, auto&) { return r.tensor_data(h.tensors[i]); },
+        [&](size_t i, uint64_t off, uint64_t n) { r.release(h.tensors[i], off, off + n); });
   const double bpw = all.parameters ? 8.0 * static_cast<double>(all.bytes) /
                                           static_cast<double>(all.parameters)
                                     : 0.0;
@@ -138,15 +96,9 @@ int inspect_gguf(const InspectOptions& options) {
       if (options.hash) j["sha256"] = hashes[i];
       out["tensors"].push_back(std::move(j));
     }
-    Json totals = {{"tensors", all.tensors},
-                   {"parameters", all.parameters},
-                   {"bytes", all.bytes},
-                   {"bits_per_weight", bpw}};
-    totals["by_type"] = Json::object();
-    for (const auto& [name, d] : by_type)
-      totals["by_type"][std::string(name)] = {
-          {"tensors", d.tensors}, {"parameters", d.parameters}, {"bytes", d.bytes}};
-    out["totals"] = std::move(totals);
+    out["totals"] = totals.all_json();
+    out["totals"]["bits_per_weight"] = bpw;
+    out["totals"]["by_type"] = totals.by_type_json();
     fmt::print("{}\n", out.dump());
     return 0;
   }
@@ -189,9 +141,7 @@ int inspect_gguf(const InspectOptions& options) {
   fmt::print("totals: {} tensors, {} parameters, {} bytes ({}), {:.2f} bits per weight\n",
              all.tensors, grouped(all.parameters), grouped(all.bytes),
              core::human_bytes(all.bytes), bpw);
-  for (const auto& [name, d] : by_type)
-    fmt::print("  {:<{}}  {} tensors, {} parameters, {} bytes ({})\n", name, w_ttype, d.tensors,
-               grouped(d.parameters), grouped(d.bytes), core::human_bytes(d.bytes));
+  totals.print_by_type(w_ttype);
   return 0;
 }
 

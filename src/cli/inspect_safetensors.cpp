@@ -9,59 +9,12 @@
 #include "checkpoint/safetensors.h"
 #include "cli/inspect.h"
 #include "core/log.h"
-#include "core/progress.h"
-#include "core/sha256.h"
-#include "core/thread_pool.h"
 
 namespace medquant::cli {
 namespace {
 
 namespace fs = std::filesystem;
 using checkpoint::Checkpoint;
-
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-// sha256 of every tensor's bytes, tensors spread over the thread pool.
-std::vector<std::string> hash_tensors(const Checkpoint& ck) {
-  const auto& tensors = ck.tensors();
-  uint64_t total = 0;
-  for (const auto& t : tensors) total += t.info->nbytes();
-  std::vector<std::string> hashes(tensors.size());
-  core::Progress progress("hashing tensors", total, core::ProgressUnit::Bytes);
-  core::default_pool().parallel_for(0, tensors.size(), [&](size_t i) {
-    core::Sha256 h;
-    const auto bytes = tensors[i].bytes();
-    const auto& mapped = tensors[i].file->mapped();
-    constexpr size_t kChunk = 16 << 20;
-    for (size_t off = 0; off < bytes.size(); off += kChunk) {
-      const size_t n = std::min(kChunk, bytes.size() - off);
-      h.update(bytes.data() + off, n);
-      // Drop pages as we go so memory stays flat even for a 1 GiB embedding.
-      mapped.release(tensors[i].info->offset() + off, n);
-      progress.add(n);
-    }
-    hashes[i] = h.hex_digest();
-  });
-  return hashes;
-}
-
-struct DTypeTotal {
-  uint64_t tensors = 0, parameters = 0, bytes = 0;
-};
-
-// Separates thousands so big counts read at a glance: 4,300,079,472.
-std::string grouped(uint64_t v) {
-  const std::string digits = std::to_string(v);
-  std::string s;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
-    s += digits[i];
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -89,18 +42,16 @@ int inspect_safetensors(const InspectOptions& options) {
   const Checkpoint ck = Checkpoint::open(options.path);
   const auto& tensors = ck.tensors();
   std::vector<std::string> hashes;
-  if (options.hash) hashes = hash_tensors(ck);
-
-  std::map<std::string_view, DTypeTotal> by_dtype;
-  DTypeTotal all;
-  for (const auto& t : tensors) {
-    auto& d = by_dtype[checkpoint::safetensors_dtype_name(t.info->dtype)];
-    for (DTypeTotal* x : {&d, &all}) {
-      x->tensors += 1;
-      x->parameters += t.info->num_elements();
-      x->bytes += t.info->nbytes();
-    }
-  }
+  TypeTotals totals;
+  for (const auto& t : tensors)
+    totals.add(checkpoint::safetensors_dtype_name(t.info->dtype), t.info->num_elements(),
+               t.info->nbytes());
+  if (options.hash)
+    hashes = hash_tensors(
+        tensors.size(), totals.all.bytes, [&](size_t i, auto&) { return tensors[i].bytes(); },
+        [&](size_t i, uint64_t off, uint64_t n) {
+          tensors[i].file->mapped().release(tensors[i].info->offset() + off, n);
+        });
 
   if (options.json) {
     using Json = nlohmann::ordered_json;
@@ -129,12 +80,8 @@ int inspect_safetensors(const InspectOptions& options) {
       if (options.hash) j["sha256"] = hashes[i];
       out["tensors"].push_back(std::move(j));
     }
-    Json totals = {{"tensors", all.tensors}, {"parameters", all.parameters}, {"bytes", all.bytes}};
-    totals["by_dtype"] = Json::object();
-    for (const auto& [name, d] : by_dtype)
-      totals["by_dtype"][std::string(name)] = {
-          {"tensors", d.tensors}, {"parameters", d.parameters}, {"bytes", d.bytes}};
-    out["totals"] = std::move(totals);
+    out["totals"] = totals.all_json();
+    out["totals"]["by_dtype"] = totals.by_type_json();
     fmt::print("{}\n", out.dump());
     return 0;
   }
@@ -154,7 +101,7 @@ int inspect_safetensors(const InspectOptions& options) {
   std::vector<std::string> shapes;
   size_t w_name = 4, w_dtype = 5, w_shape = 5, w_bytes = 5, w_file = 4;
   for (const auto& t : tensors) {
-    shapes.push_back(shape_text(t.info->shape));
+    shapes.push_back(dims_text(t.info->shape));
     w_name = std::max(w_name, t.info->name.size());
     w_dtype = std::max(w_dtype, checkpoint::safetensors_dtype_name(t.info->dtype).size());
     w_shape = std::max(w_shape, shapes.back().size());
@@ -177,11 +124,10 @@ int inspect_safetensors(const InspectOptions& options) {
     if (options.hash) line += "  " + hashes[i];
     fmt::print("{}\n", line);
   }
+  const auto& all = totals.all;
   fmt::print("totals: {} tensors, {} parameters, {} bytes ({})\n", all.tensors,
              grouped(all.parameters), grouped(all.bytes), core::human_bytes(all.bytes));
-  for (const auto& [name, d] : by_dtype)
-    fmt::print("  {:<{}}  {} tensors, {} parameters, {} bytes ({})\n", name, w_dtype, d.tensors,
-               grouped(d.parameters), grouped(d.bytes), core::human_bytes(d.bytes));
+  totals.print_by_type(w_dtype);
   return 0;
 }
 

@@ -9,64 +9,12 @@
 #include "checkpoint/torch_zip.h"
 #include "cli/inspect.h"
 #include "core/log.h"
-#include "core/progress.h"
-#include "core/sha256.h"
-#include "core/thread_pool.h"
 
 namespace medquant::cli {
 namespace {
 
 using checkpoint::TorchTensorInfo;
 using checkpoint::TorchZipFile;
-
-
-std::string dims_text(const std::vector<int64_t>& dims) {
-  return fmt::format("[{}]", fmt::join(dims, ", "));
-}
-
-// sha256 of every tensor's elements in row-major order (a non-contiguous
-// view is gathered first), tensors spread over the thread pool.
-std::vector<std::string> hash_tensors(const TorchZipFile& f) {
-  const auto& tensors = f.tensors();
-  uint64_t total = 0;
-  for (const auto& t : tensors) total += t.nbytes();
-  std::vector<std::string> hashes(tensors.size());
-  core::Progress progress("hashing tensors", total, core::ProgressUnit::Bytes);
-  core::default_pool().parallel_for(0, tensors.size(), [&](size_t i) {
-    const TorchTensorInfo& t = tensors[i];
-    core::Sha256 h;
-    if (t.contiguous()) {
-      auto bytes = f.data(t);
-      constexpr size_t kChunk = 16 << 20;
-      for (size_t off = 0; off < bytes.size(); off += kChunk) {
-        const size_t n = std::min(kChunk, bytes.size() - off);
-        h.update(bytes.data() + off, n);
-        progress.add(n);
-      }
-    } else {
-      const std::vector<uint8_t> bytes = f.materialize(t);
-      h.update(bytes.data(), bytes.size());
-      progress.add(bytes.size());
-    }
-    f.release(t);  // keeps resident memory low on big checkpoints
-    hashes[i] = h.hex_digest();
-  });
-  return hashes;
-}
-
-std::string grouped(uint64_t v) {
-  const std::string digits = std::to_string(v);
-  std::string s;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
-    s += digits[i];
-  }
-  return s;
-}
-
-struct DTypeTotal {
-  uint64_t tensors = 0, parameters = 0, bytes = 0;
-};
 
 }  // namespace
 
@@ -81,18 +29,21 @@ int inspect_torch(const InspectOptions& options) {
   const TorchZipFile f(options.path);
   const auto& tensors = f.tensors();
   std::vector<std::string> hashes;
-  if (options.hash) hashes = hash_tensors(f);
-
-  std::map<std::string_view, DTypeTotal> by_dtype;
-  DTypeTotal all;
-  for (const auto& t : tensors) {
-    auto& d = by_dtype[core::dtype_name(t.dtype)];
-    for (DTypeTotal* x : {&d, &all}) {
-      x->tensors += 1;
-      x->parameters += t.num_elements();
-      x->bytes += t.nbytes();
-    }
-  }
+  TypeTotals totals;
+  for (const auto& t : tensors) totals.add(core::dtype_name(t.dtype), t.num_elements(), t.nbytes());
+  // A tensor's elements in row-major order: a non-contiguous view is gathered
+  // first (its storage's pages dropped once copied).
+  auto bytes = [&](size_t i, std::vector<uint8_t>& scratch) -> std::span<const uint8_t> {
+    const TorchTensorInfo& t = tensors[i];
+    if (t.contiguous()) return f.data(t);
+    scratch = f.materialize(t);
+    f.release(t);
+    return scratch;
+  };
+  auto release = [&](size_t i, uint64_t off, uint64_t n) {
+    if (tensors[i].contiguous()) f.mapped().release(tensors[i].offset() + off, n);
+  };
+  if (options.hash) hashes = hash_tensors(tensors.size(), totals.all.bytes, bytes, release);
   uint64_t storage_bytes = 0;
   for (const auto& s : f.storages()) storage_bytes += s.nbytes;
   size_t views = 0;
@@ -133,16 +84,10 @@ int inspect_torch(const InspectOptions& options) {
       if (options.hash) j["sha256"] = hashes[i];
       out["tensors"].push_back(std::move(j));
     }
-    Json totals = {{"tensors", all.tensors},
-                   {"parameters", all.parameters},
-                   {"bytes", all.bytes},
-                   {"storages", f.storages().size()},
-                   {"storage_bytes", storage_bytes}};
-    totals["by_dtype"] = Json::object();
-    for (const auto& [name, d] : by_dtype)
-      totals["by_dtype"][std::string(name)] = {
-          {"tensors", d.tensors}, {"parameters", d.parameters}, {"bytes", d.bytes}};
-    out["totals"] = std::move(totals);
+    out["totals"] = totals.all_json();
+    out["totals"]["storages"] = f.storages().size();
+    out["totals"]["storage_bytes"] = storage_bytes;
+    out["totals"]["by_dtype"] = totals.by_type_json();
     fmt::print("{}\n", out.dump());
     return 0;
   }
@@ -186,13 +131,12 @@ int inspect_torch(const InspectOptions& options) {
     if (options.hash) line += "  " + hashes[i];
     fmt::print("{}\n", line);
   }
+  const auto& all = totals.all;
   fmt::print("totals: {} tensors ({} non-contiguous views), {} parameters, {} bytes ({}); {} "
              "storages, {} bytes\n",
              all.tensors, views, grouped(all.parameters), grouped(all.bytes),
              core::human_bytes(all.bytes), f.storages().size(), grouped(storage_bytes));
-  for (const auto& [name, d] : by_dtype)
-    fmt::print("  {:<{}}  {} tensors, {} parameters, {} bytes ({})\n", name, w_dtype, d.tensors,
-               grouped(d.parameters), grouped(d.bytes), core::human_bytes(d.bytes));
+  totals.print_by_type(w_dtype);
   return 0;
 }
 
