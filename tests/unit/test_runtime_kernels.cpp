@@ -142,6 +142,12 @@ TEST(RuntimeKernels, RowFunctionsMatchPortable) {
       t->gelu(x.data(), y.data(), n);
       ref.gelu(x.data(), r.data(), n);
       for (size_t i = 0; i < n; ++i) ASSERT_NEAR(y[i], r[i], 1e-6 * (1 + std::fabs(r[i]))) << t->name << " gelu " << x[i];
+      t->scale(x.data(), y.data(), n, 0.125f, false);
+      ref.scale(x.data(), r.data(), n, 0.125f, false);
+      ASSERT_EQ(y, r) << t->name << " scale";
+      t->scale(x.data(), y.data(), n, 3.f, true);
+      ref.scale(x.data(), r.data(), n, 3.f, true);
+      ASSERT_EQ(y, r) << t->name << " scale (divide)";
       t->softmax(x.data(), y.data(), n);
       ref.softmax(x.data(), r.data(), n);
       for (size_t i = 0; i < n; ++i) ASSERT_NEAR(y[i], r[i], 4e-6 * r[i] + 1e-9) << t->name << " softmax";

@@ -108,6 +108,15 @@ void TARGET gelu__avx512(const float* x, float* y, size_t n) {
   }
 }
 
+void TARGET scale__avx512(const float* x, float* y, size_t n, float s, bool divide) {
+  const __m512 vs = _mm512_set1_ps(s);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    _mm512_mask_storeu_ps(y + i, m, divide ? _mm512_div_ps(v, vs) : _mm512_mul_ps(v, vs));
+  }
+}
+
 void TARGET softmax__avx512(const float* x, float* y, size_t n) {
   if (n == 0) return;
   __m512 vmax = _mm512_set1_ps(-__builtin_inff());

@@ -114,6 +114,16 @@ ROW_FN(erf__avx2, verf)
 ROW_FN(gelu__avx2, vgelu)
 #undef ROW_FN
 
+void TARGET scale__avx2(const float* x, float* y, size_t n, float s, bool divide) {
+  const __m256 vs = _mm256_set1_ps(s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(y + i, divide ? _mm256_div_ps(v, vs) : _mm256_mul_ps(v, vs));
+  }
+  for (; i < n; ++i) y[i] = divide ? x[i] / s : x[i] * s;
+}
+
 void TARGET softmax__avx2(const float* x, float* y, size_t n) {
   if (n == 0) return;
   __m256 vmax = _mm256_set1_ps(-__builtin_inff());

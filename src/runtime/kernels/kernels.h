@@ -57,6 +57,8 @@ struct Table {
   std::string q8_gemm_name;
   // Row functions (n elements, any n).
   void (*softmax)(const float* x, float* y, size_t n);
+  // y = x * s, or x / s when divide (rounded as the Mul / Div operators round).
+  void (*scale)(const float* x, float* y, size_t n, float s, bool divide);
   // y = (x - mean) / sqrt(var + eps) * scale + bias (bias may be null).
   void (*layernorm)(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
   void (*gelu)(const float* x, float* y, size_t n);  // 0.5 x (1 + erf(x / sqrt 2))

@@ -56,6 +56,13 @@ void softmax__portable(const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] *= inv;
 }
 
+void scale__portable(const float* x, float* y, size_t n, float s, bool divide) {
+  if (divide)
+    for (size_t i = 0; i < n; ++i) y[i] = x[i] / s;
+  else
+    for (size_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+
 void layernorm__portable(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps) {
   float sum = 0;
   for (size_t i = 0; i < n; ++i) sum += x[i];
@@ -122,7 +129,7 @@ const Table& portable_table() {
   static const Table t{
       "portable", kF32Mr, kF32Nr, f32_gemm_4x16__portable, "f32_gemm_4x16__portable",
       kQ8Mr, kQ8Nr, q8_gemm_4x16__portable, "q8_gemm_4x16__portable",
-      softmax__portable, layernorm__portable, gelu__portable, erf__portable, exp__portable,
+      softmax__portable, scale__portable, layernorm__portable, gelu__portable, erf__portable, exp__portable,
       minmax__portable, quantize_u8__portable, q8_dequantize__portable};
   return t;
 }

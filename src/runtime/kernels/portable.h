@@ -13,6 +13,7 @@ void f32_gemm_4x16__portable(size_t mr, size_t nc, size_t kc, const float* a, si
 void q8_gemm_4x16__portable(size_t mr, size_t nc, size_t kc, const uint8_t* a, size_t a_stride,
                             const int8_t* w, int32_t* c, size_t c_stride);
 void softmax__portable(const float* x, float* y, size_t n);
+void scale__portable(const float* x, float* y, size_t n, float s, bool divide);
 void layernorm__portable(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
 void gelu__portable(const float* x, float* y, size_t n);
 void erf__portable(const float* x, float* y, size_t n);

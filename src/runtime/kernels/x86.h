@@ -13,6 +13,7 @@ namespace medquant::runtime::kernels {
 void f32_gemm_12x32__avx512(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                             const float* w, float* c, size_t c_stride, const float* bias);
 void softmax__avx512(const float* x, float* y, size_t n);
+void scale__avx512(const float* x, float* y, size_t n, float s, bool divide);
 void layernorm__avx512(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
 void gelu__avx512(const float* x, float* y, size_t n);
 void erf__avx512(const float* x, float* y, size_t n);
@@ -26,6 +27,7 @@ void q8_dequantize__avx512(const int32_t* acc, size_t acc_stride, size_t rows, s
 void f32_gemm_6x16__avx2(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                          const float* w, float* c, size_t c_stride, const float* bias);
 void softmax__avx2(const float* x, float* y, size_t n);
+void scale__avx2(const float* x, float* y, size_t n, float s, bool divide);
 void layernorm__avx2(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
 void gelu__avx2(const float* x, float* y, size_t n);
 void erf__avx2(const float* x, float* y, size_t n);

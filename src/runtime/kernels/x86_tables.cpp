@@ -19,7 +19,7 @@ bool has_avxvnni() { return has_avx2() && __builtin_cpu_supports("avxvnni"); }
 const Table* avx2_table() {
   static const Table t{"avx2", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avx2, "q8_gemm_6x16__avx2",
-                       softmax__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avx2() ? &t : nullptr;
 }
@@ -27,7 +27,7 @@ const Table* avx2_table() {
 const Table* avxvnni_table() {
   static const Table t{"avxvnni", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avxvnni, "q8_gemm_6x16__avxvnni",
-                       softmax__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avxvnni() ? &t : nullptr;
 }
@@ -35,7 +35,7 @@ const Table* avxvnni_table() {
 const Table* avx512_table() {
   static const Table t{"avx512", 12, 32, f32_gemm_12x32__avx512, "f32_gemm_12x32__avx512",
                        12, 32, q8_gemm_12x32__avx512bw, "q8_gemm_12x32__avx512bw",
-                       softmax__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
+                       softmax__avx512, scale__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
                        quantize_u8__avx512, q8_dequantize__avx512};
   return has_avx512() ? &t : nullptr;
 }
@@ -43,7 +43,7 @@ const Table* avx512_table() {
 const Table* avx512vnni_table() {
   static const Table t{"avx512vnni", 12, 32, f32_gemm_12x32__avx512, "f32_gemm_12x32__avx512",
                        12, 32, q8_gemm_12x32__avx512vnni, "q8_gemm_12x32__avx512vnni",
-                       softmax__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
+                       softmax__avx512, scale__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
                        quantize_u8__avx512, q8_dequantize__avx512};
   return has_avx512vnni() ? &t : nullptr;
 }

@@ -49,10 +49,7 @@ class AttentionOp : public Op {
                                  pk + (b * tk * heads + h) * d, heads * d, true, s, tk);
       for (size_t i = 0; i < t; ++i) {
         float* row = s + i * tk;
-        if (divide_)
-          for (size_t j = 0; j < tk; ++j) row[j] /= scale_;
-        else
-          for (size_t j = 0; j < tk; ++j) row[j] *= scale_;
+        kt.scale(row, row, tk, scale_, divide_);
         kt.softmax(row, row, tk);
       }
       kernels::f32_gemm_unpacked(kt, t, dv, tk, s, tk, pv + (b * tk * heads + h) * dv, heads * dv, false,
