@@ -8,8 +8,8 @@
 // where <GEMM> is a float MatMul or the integer GEMM above, with a constant
 // 2-D weight packed at load; and multi-head attention as exported by torch
 // and by our BiomedCLIP exporter (see ops/attention.h):
-//   Transpose(q) x Transpose(k) -> Mul/Div(scalar) -> Softmax -> x Transpose(v)
-//       -> Transpose                                         => one Attention node
+//   Transpose(q) x Transpose(k) -> Mul/Div(scalar) [-> Add(mask [B,1,1,Tk])]
+//       -> Softmax -> x Transpose(v) -> Transpose             => one Attention node
 // Fused-away values must have no other reader and must not be graph outputs.
 #include <cmath>
 #include <unordered_set>
@@ -209,10 +209,23 @@ bool fuse_attention(Matcher& m, int si) {
   const auto* axis_attr = sm.source->attribute("axis");
   const int64_t axis = axis_attr ? axis_attr->i() : (m.g.model->opset("") >= 13 ? -1 : 1);
   if (axis != -1 && axis != 3) return false;
-  // The scaling: Mul by a scalar constant (either side) or Div by one.
-  const int scaled = sm.in[0];
+  // An additive mask [1 or B, 1, 1, Tk] (text towers), then the scaling.
+  int scaled = sm.in[0], mask = -1, mask_add = -1;
+  const int pre = m.producer_of(scaled);
+  if (pre >= 0 && m.is(pre, "Add") && m.g.nodes[pre].in.size() == 2 && m.sole_consumer(scaled) == si) {
+    for (int i = 0; i < 2 && mask < 0; ++i) {
+      const int s = m.g.nodes[pre].in[i];
+      const int sp = m.producer_of(s);
+      if (sp >= 0 && (m.is(sp, "Mul") || m.is(sp, "Div")) && m.sole_consumer(s) == pre) {
+        mask = m.g.nodes[pre].in[1 - i];
+        mask_add = pre;
+        scaled = s;
+      }
+    }
+    if (mask < 0 || mask == scaled || !m.float_4d(mask) || m.shape(scaled) != m.shape(sm.in[0])) return false;
+  }
   const int sc = m.producer_of(scaled);
-  if (sc < 0 || m.sole_consumer(scaled) != si || !m.float_4d(scaled)) return false;
+  if (sc < 0 || m.sole_consumer(scaled) != (mask_add >= 0 ? mask_add : si) || !m.float_4d(scaled)) return false;
   const GraphNode& scn = m.g.nodes[sc];
   if (scn.in.size() != 2) return false;
   int scores = -1, scale_value = -1;
@@ -254,16 +267,22 @@ bool fuse_attention(Matcher& m, int si) {
   const Shape &q = m.shape(xq), &k = m.shape(xk), &v = m.shape(xv);
   if (k[0] != q[0] || v[0] != q[0] || k[2] != q[2] || v[2] != q[2] || k[3] != q[3] || v[1] != k[1]) return false;
   if (m.shape(result) != Shape{q[0], q[1], q[2], v[3]}) return false;
+  if (mask >= 0) {
+    const Shape& ms = m.shape(mask);
+    if ((ms[0] != 1 && ms[0] != q[0]) || ms[1] != 1 || ms[2] != 1 || ms[3] != k[1]) return false;
+  }
   const float scale = m.constant(scale_value)->data<float>()[0];
   const std::vector<int> gone{m.producers[m.g.nodes[qk].in[0]], m.producers[m.g.nodes[qk].in[1]],
                               m.producers[m.g.nodes[av].in[1]], qk, sc, av, ot};
   for (int r : gone) m.g.nodes[r].removed = true;
+  if (mask_add >= 0) m.g.nodes[mask_add].removed = true;
   sm.op = make_attention_op(scale, divide);
   sm.op->where = sm.where + " (fused attention)";
   sm.op_type = "Attention";
   sm.domain = "medquant";
   sm.source = nullptr;
   sm.in = {xq, xk, xv};
+  if (mask >= 0) sm.in.push_back(mask);
   sm.out = {result};
   return true;
 }

@@ -375,8 +375,9 @@ TEST(RuntimeLoader, FuzzedModelsNeverCrash) {
 
 // q [1,5,2,4], k [1,7,2,4], v [1,7,2,3] through the head transposes, q k,
 // the scale (Mul or Div, by an initializer or by a graph input, which must
-// not fuse), softmax and x v, heads transposed back: [1,5,2,3].
-::onnx::ModelProto attention_model(bool divide, bool constant_scale) {
+// not fuse), an optional additive mask [1,1,1,7], softmax and x v, heads
+// transposed back: [1,5,2,3].
+::onnx::ModelProto attention_model(bool divide, bool constant_scale, bool masked) {
   ::onnx::ModelProto m;
   m.set_ir_version(8);
   auto* op = m.add_opset_import();
@@ -394,6 +395,7 @@ TEST(RuntimeLoader, FuzzedModelsNeverCrash) {
   add_io(g->add_input(), "k", {1, 7, 2, 4});
   add_io(g->add_input(), "v", {1, 7, 2, 3});
   add_io(g->add_output(), "y", {1, 5, 2, 3});
+  if (masked) add_io(g->add_input(), "mask", {1, 1, 1, 7});
   if (constant_scale) {
     auto* c = g->add_initializer();
     c->set_name("scale");
@@ -420,7 +422,8 @@ TEST(RuntimeLoader, FuzzedModelsNeverCrash) {
   perm(node("Transpose", {"v"}, "vt"), {0, 2, 1, 3});
   node("MatMul", {"qt", "kt"}, "s0");
   node(divide ? "Div" : "Mul", {"s0", "scale"}, "s1");
-  auto* sm = node("Softmax", {"s1"}, "p");
+  if (masked) node("Add", {"s1", "mask"}, "s2");
+  auto* sm = node("Softmax", {masked ? "s2" : "s1"}, "p");
   auto* a = sm->add_attribute();
   a->set_name("axis");
   a->set_type(::onnx::AttributeProto::INT);
@@ -438,11 +441,17 @@ TEST(RuntimeFusion, AttentionEqualsTheUnfusedChain) {
     return t;
   };
   for (bool divide : {false, true})
-    for (bool constant_scale : {true, false}) {
-      const std::string bytes = attention_model(divide, constant_scale).SerializeAsString();
+    for (bool constant_scale : {true, false})
+    for (bool masked : {false, true}) {
+      const std::string bytes = attention_model(divide, constant_scale, masked).SerializeAsString();
       const std::span<const uint8_t> span{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
       std::vector<std::pair<std::string, Tensor>> in{
           {"q", random_tensor({1, 5, 2, 4}, 21)}, {"k", random_tensor({1, 7, 2, 4}, 22)}, {"v", random_tensor({1, 7, 2, 3}, 23)}};
+      if (masked) {
+        Tensor mask = random_tensor({1, 1, 1, 7}, 24);
+        mask.data<float>()[3] = -10000.f;  // a masked-out key
+        in.emplace_back("mask", mask);
+      }
       if (!constant_scale) {
         Tensor s(1, {});
         s.data<float>()[0] = divide ? 2.f : 0.5f;
@@ -455,7 +464,7 @@ TEST(RuntimeFusion, AttentionEqualsTheUnfusedChain) {
       ASSERT_EQ(a[0].shape(), (std::vector<int64_t>{1, 5, 2, 3}));
       ASSERT_EQ(a[0].shape(), b[0].shape());
       for (int64_t i = 0; i < a[0].size(); ++i)
-        ASSERT_EQ(a[0].data<float>()[i], b[0].data<float>()[i]) << "divide " << divide << " at " << i;
+        ASSERT_EQ(a[0].data<float>()[i], b[0].data<float>()[i]) << "divide " << divide << " mask " << masked << " at " << i;
     }
 }
 

@@ -1,5 +1,5 @@
 // Fused multi-head attention (made by the fusion pass, never read from a
-// model): softmax(q k * scale) v per batch and head, reading q, k, v in the
+// model): softmax(q k * scale [+ mask]) v per batch and head, reading q, k, v in the
 // [B, T, H, D] layout the Q/K/V projections produce and writing the context in
 // that layout too, so the four head transposes around it are never
 // materialised. Each head runs the same kernels in the same order as the
@@ -25,6 +25,11 @@ class AttentionOp : public Op {
     const Shape &q = ctx.shape(0), &k = ctx.shape(1), &v = ctx.shape(2);
     if (k[0] != q[0] || v[0] != q[0] || k[2] != q[2] || v[2] != q[2] || k[3] != q[3] || v[1] != k[1])
       fail("{}: q {}, k {} and v {} do not fit together", where, shape_string(q), shape_string(k), shape_string(v));
+    if (ctx.has(3)) {
+      const Shape& m = ctx.shape(3);
+      if (ctx.type(3) != onnx::kFloat || m.size() != 4 || (m[0] != 1 && m[0] != q[0]) || m[1] != 1 || m[2] != 1 || m[3] != k[1])
+        fail("{}: mask {} is not [1 or batch, 1, 1, {}] float32", where, shape_string(m), k[1]);
+    }
     out[0] = {onnx::kFloat, {q[0], q[1], q[2], v[3]}};
     return true;
   }
@@ -38,6 +43,9 @@ class AttentionOp : public Op {
     const float* pq = q.data<float>();
     const float* pk = k.data<float>();
     const float* pv = v.data<float>();
+    const Tensor* mask = in.size() > 3 ? in[3] : nullptr;
+    const float* pm = mask ? mask->data<float>() : nullptr;
+    const bool mask_per_batch = mask && mask->dim(0) != 1;
     float* po = out[0]->data<float>();
     pool.run(batch * heads, [&](size_t task) {
       const size_t b = task / heads, h = task % heads;
@@ -50,6 +58,10 @@ class AttentionOp : public Op {
       for (size_t i = 0; i < t; ++i) {
         float* row = s + i * tk;
         kt.scale(row, row, tk, scale_, divide_);
+        if (pm) {
+          const float* mr = pm + (mask_per_batch ? b * tk : 0);
+          for (size_t j = 0; j < tk; ++j) row[j] += mr[j];
+        }
         kt.softmax(row, row, tk);
       }
       kernels::f32_gemm_unpacked(kt, t, dv, tk, s, tk, pv + (b * tk * heads + h) * dv, heads * dv, false,
