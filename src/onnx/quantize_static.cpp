@@ -74,6 +74,7 @@ class StaticQuantizer {
                   const StaticQuantizeOptions& options)
       : model_(model), g_(model.graph), ranges_(ranges), opt_(options) {
     op_types_ = opt_.op_types.empty() ? static_default_op_types() : opt_.op_types;
+    unsupported_ = static_unsupported_op_types();
   }
 
   QuantizeReport run() {
@@ -191,6 +192,8 @@ class StaticQuantizer {
     std::string why;
     if (!selected(n, why)) {
       if (op_types_.count(n.op_type)) report_.entries.push_back({label, n.op_type, false, why});
+      else if (opt_.op_types.empty() && unsupported_.count(n.op_type))
+        report_.entries.push_back({label, n.op_type, false, "in ORT's default list, no QDQ rule in medquant yet"});
       return;
     }
     for (const auto& in : n.inputs)
@@ -460,7 +463,7 @@ class StaticQuantizer {
   Graph& g_;
   const std::map<std::string, TensorRange>& ranges_;
   const StaticQuantizeOptions& opt_;
-  std::set<std::string> op_types_;
+  std::set<std::string> op_types_, unsupported_;
   std::string where_;
   std::vector<Marked> marked_;
   std::unordered_map<std::string, size_t> marked_index_;
