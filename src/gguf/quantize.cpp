@@ -39,32 +39,6 @@ bool is_token_embd(const std::string& name) {
   return name == "token_embd.weight" || name == "per_layer_token_embd.weight";
 }
 
-// Running sums that turn per-slab statistics into per-tensor ones.
-struct StatsSum {
-  double sq_err = 0, sq_src = 0, max_abs = 0;
-  uint64_t n = 0;
-  void add(const quant::TensorStats& s, uint64_t values) {
-    sq_err += s.rmse * s.rmse * static_cast<double>(values);
-    sq_src += s.rms_source * s.rms_source * static_cast<double>(values);
-    max_abs = std::max(max_abs, s.max_abs_err);
-    n += values;
-  }
-  void merge(const StatsSum& o) {
-    sq_err += o.sq_err;
-    sq_src += o.sq_src;
-    max_abs = std::max(max_abs, o.max_abs);
-    n += o.n;
-  }
-  quant::TensorStats result() const {
-    quant::TensorStats s;
-    if (n == 0) return s;
-    s.rmse = std::sqrt(sq_err / static_cast<double>(n));
-    s.rms_source = std::sqrt(sq_src / static_cast<double>(n));
-    s.max_abs_err = max_abs;
-    return s;
-  }
-};
-
 // find_invalid_data over whole rows, spread over the pool.
 std::optional<std::string> find_invalid_rows(Type type, std::span<const uint8_t> bytes,
                                              uint64_t row_bytes, core::ThreadPool& pool) {
@@ -237,7 +211,7 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
   auto finish_background = [&] {
     if (background.valid()) background.get();  // rethrows a write error
   };
-  std::vector<StatsSum> stats(plan.tensors.size());
+  std::vector<quant::TensorStatsSum> stats(plan.tensors.size());
   std::mutex stats_mutex;
   if (!slabs.empty()) {
     const auto [b, e] = slab_range(slabs[0]);
@@ -289,7 +263,7 @@ QuantizeResult quantize_gguf(const QuantizeOptions& opt, core::ThreadPool& pool)
     pool.parallel_chunks(0, static_cast<size_t>(n_tasks), [&](size_t tb, size_t te) {
       core::ThreadPool inline_pool(1);  // quantize_tensor runs on this worker only
       std::vector<float> f32;
-      StatsSum local;
+      quant::TensorStatsSum local;
       for (size_t task = tb; task < te; ++task) {
         const int64_t a = static_cast<int64_t>(task) * rows_per_task;
         const int64_t n = std::min(rows_per_task, slab.n - a);

@@ -162,6 +162,15 @@ struct TensorStats {
   double max_abs_err = 0;  // largest |dequantize(q) - x|
   double rms_source = 0;   // sqrt(mean(x^2)), to put rmse in scale
 };
+// Running sums that merge the statistics of parts of a tensor (slabs, row
+// ranges) into the whole tensor's.
+struct TensorStatsSum {
+  double sq_err = 0, sq_src = 0, max_abs = 0;
+  uint64_t n = 0;
+  void add(const TensorStats& part, uint64_t values);  // a part holding `values` values
+  void merge(const TensorStatsSum& other);
+  TensorStats result() const;
+};
 TensorStats quantize_tensor(Type type, core::DType src_dtype, const void* src, void* dst,
                             int64_t nrows, int64_t n_per_row, const float* imatrix,
                             core::ThreadPool& pool, core::Progress* progress = nullptr);

@@ -112,6 +112,29 @@ RowError row_error(const float* x, const float* d, int64_t n) {
 
 }  // namespace
 
+void TensorStatsSum::add(const TensorStats& part, uint64_t values) {
+  sq_err += part.rmse * part.rmse * static_cast<double>(values);
+  sq_src += part.rms_source * part.rms_source * static_cast<double>(values);
+  max_abs = std::max(max_abs, part.max_abs_err);
+  n += values;
+}
+
+void TensorStatsSum::merge(const TensorStatsSum& other) {
+  sq_err += other.sq_err;
+  sq_src += other.sq_src;
+  max_abs = std::max(max_abs, other.max_abs);
+  n += other.n;
+}
+
+TensorStats TensorStatsSum::result() const {
+  TensorStats s;
+  if (n == 0) return s;
+  s.rmse = std::sqrt(sq_err / static_cast<double>(n));
+  s.rms_source = std::sqrt(sq_src / static_cast<double>(n));
+  s.max_abs_err = max_abs;
+  return s;
+}
+
 TensorStats quantize_tensor(Type type, core::DType src_dtype, const void* src, void* dst,
                             int64_t nrows, int64_t n_per_row, const float* imatrix,
                             core::ThreadPool& pool, core::Progress* progress) {

@@ -329,25 +329,6 @@ void add_mmproj_params(KvList& kv, const Config& c, const std::string& dir, uint
 
 // ---------------------------------------------------------------- data
 
-struct StatsSum {
-  double sq_err = 0, sq_src = 0, max_abs = 0;
-  uint64_t n = 0;
-  void add(const quant::TensorStats& s, uint64_t values) {
-    sq_err += s.rmse * s.rmse * static_cast<double>(values);
-    sq_src += s.rms_source * s.rms_source * static_cast<double>(values);
-    max_abs = std::max(max_abs, s.max_abs_err);
-    n += values;
-  }
-  quant::TensorStats result() const {
-    quant::TensorStats s;
-    if (n == 0) return s;
-    s.rmse = std::sqrt(sq_err / static_cast<double>(n));
-    s.rms_source = std::sqrt(sq_src / static_cast<double>(n));
-    s.max_abs_err = max_abs;
-    return s;
-  }
-};
-
 // Rows [r0, r0 + n) of `it` converted to `out` (F32, F16, BF16 or Q8_0) into
 // dst, as the reference computes them: the checkpoint value as float32
 // (float16 stays float16 in torch), + 1 for Gemma norms in that precision,
@@ -439,7 +420,7 @@ void stream(Output& o, const ConvertOptions& opt, core::ThreadPool& pool, core::
     const uint64_t out_row = quant::row_size(out_type, it.ne0);
     const int64_t per_slab = std::max<int64_t>(1, static_cast<int64_t>(opt.slab_bytes / std::max<uint64_t>(in_row, 1)));
     const uint64_t tensor_offset = it.info->offset();
-    StatsSum stats;
+    quant::TensorStatsSum stats;
     for (int64_t r0 = 0; r0 < it.rows; r0 += per_slab) {
       const int64_t n = std::min(per_slab, it.rows - r0);
       std::span<const uint8_t> bytes;
