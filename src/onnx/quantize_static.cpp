@@ -15,14 +15,14 @@
 namespace medquant::onnx {
 
 std::set<std::string> static_default_op_types() {
-  return {"ArgMax", "Add", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Gemm", "GlobalAveragePool",
-          "LeakyRelu", "MatMul", "Mul", "Sigmoid", "Softmax"};
+  return {"ArgMax",    "Add",     "AveragePool", "Concat",  "Conv",    "CumSum",  "EmbedLayerNormalization",
+          "Flatten",   "Gemm",    "GlobalAveragePool", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape",
+          "Sigmoid",   "Slice",   "Softmax",     "Squeeze", "TopK",    "Transpose", "Unsqueeze"};
 }
 
 std::set<std::string> static_unsupported_op_types() {
-  return {"AveragePool", "BatchNormalization", "Clip", "ConvTranspose", "Flatten", "Gather", "GatherElements",
-          "InstanceNormalization", "LayerNormalization", "MaxPool", "Pad", "Relu", "Reshape", "Resize",
-          "Slice", "Split", "Squeeze", "TopK", "Transpose", "Unsqueeze", "Where"};
+  return {"BatchNormalization", "Clip", "ConvTranspose", "Gather", "GatherElements", "InstanceNormalization",
+          "LayerNormalization", "Pad", "Relu", "Resize", "Split", "Where"};
 }
 
 namespace {
@@ -67,6 +67,10 @@ Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std:
 std::string raw_bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
 
 int32_t onnx_type(QuantType t) { return t == QuantType::QInt8 ? kInt8 : kUint8; }
+
+// operators/direct_q8.py QDQDirect8BitOp (and QDQMaxPool).
+const std::set<std::string> kDirect8Bit = {"AveragePool", "Flatten", "MaxPool", "Reshape", "Slice",
+                                           "Squeeze",     "TopK",    "Transpose", "Unsqueeze"};
 
 class StaticQuantizer {
  public:
@@ -113,6 +117,7 @@ class StaticQuantizer {
     std::string name;
     Kind kind;
     std::optional<int64_t> axis;  // per-channel weights
+    std::string provider;         // shares this tensor's scale and zero point (Direct8Bit ops)
   };
   struct Bias {
     std::string name, node, input, weight;
@@ -146,6 +151,20 @@ class StaticQuantizer {
     marked_index_[name] = marked_.size();
     marked_.push_back({name, kind, axis});
   }
+
+  // quantize_output_same_as_input: replaces any earlier mark.
+  void mark_shared(const std::string& output, const std::string& input) {
+    if (!quantizable(output)) return;
+    Marked m{output, Kind::Activation, std::nullopt, input};
+    if (auto it = marked_index_.find(output); it != marked_index_.end()) {
+      marked_[it->second] = m;
+      return;
+    }
+    marked_index_[output] = marked_.size();
+    marked_.push_back(m);
+  }
+
+  bool is_marked(const std::string& name) const { return marked_index_.count(name) || bias_index_.count(name); }
 
   // is_tensor_per_channel: initializers only, when --per-channel, axis in range.
   std::optional<int64_t> per_channel_axis(const std::string& name, int64_t axis) const {
@@ -214,6 +233,14 @@ class StaticQuantizer {
         if (!gemm || g_.find_initializer(n.inputs[2])) add_bias(index, n.inputs[2]);
         else core::log_warning("{}: bias of Gemm {} is not constant; kept in float", where_, label);
       }
+    } else if (kDirect8Bit.count(n.op_type)) {
+      // QDQDirect8BitOp: the output shares the input's parameters, when the
+      // input is quantized already (MaxPool from opset 12).
+      if (n.op_type == "MaxPool" && model_.opset() < 12)
+        return report_.entries.push_back({label, n.op_type, false, "MaxPool before opset 12"});
+      if (!is_marked(n.inputs[0]))
+        return report_.entries.push_back({label, n.op_type, false, "input not quantized"});
+      mark_shared(n.outputs[0], n.inputs[0]);
     } else {
       // QDQOperatorBase: every input and output.
       for (const auto& name : n.inputs) mark(name, Kind::Activation);
@@ -380,29 +407,55 @@ class StaticQuantizer {
                             m.name + "_DequantizeLinear");
         if (w.axis) dq.set_attribute_int("axis", *w.axis);
         g_.nodes.push_back(std::move(dq));
+        params_of_[m.name] = {m.name + "_scale", m.name + "_zero_point"};
         continue;
       }
+      if (!m.provider.empty()) continue;  // _quantize_sharing_param_tensors, below
       const auto p = activation_params(m.name);
       if (!p)
         fail("{}: no calibrated range for '{}'; in static mode the inputs and outputs of quantized nodes "
              "need one (a medquant bug if it was calibrated)", where_, m.name);
       add_scale_zp(m.name, kFloat, {p->scale}, onnx_type(opt_.activation_type), {p->zero_point}, false);
-      std::string q_in = m.name, dq_out = m.name + "_DequantizeLinear_Output";
-      if (g_.is_graph_output(m.name)) {
-        q_in = m.name + "_QuantizeLinear_Input";
-        dq_out = m.name;
-        for (auto& n : g_.nodes)
-          for (auto& o : n.outputs)
-            if (o == m.name) o = q_in;
-      } else {
-        replace_input_everywhere(m.name, dq_out);
-      }
-      const std::string q_out = m.name + "_QuantizeLinear_Output";
-      g_.nodes.push_back(make_node("QuantizeLinear", {q_in, m.name + "_scale", m.name + "_zero_point"}, {q_out},
-                                   m.name + "_QuantizeLinear"));
-      g_.nodes.push_back(make_node("DequantizeLinear", {q_out, m.name + "_scale", m.name + "_zero_point"},
-                                   {dq_out}, m.name + "_DequantizeLinear"));
+      add_qdq_pair(m.name, m.name + "_scale", m.name + "_zero_point");
     }
+    // Shared parameters, in rounds: a chain (Reshape -> Transpose) resolves one link per round.
+    std::vector<const Marked*> pending;
+    for (const auto& m : marked_)
+      if (!m.provider.empty()) pending.push_back(&m);
+    while (!pending.empty()) {
+      std::vector<const Marked*> next;
+      for (const Marked* m : pending) {
+        auto it = params_of_.find(m->provider);
+        if (it == params_of_.end()) {
+          next.push_back(m);
+          continue;
+        }
+        const auto [scale, zp] = it->second;
+        add_qdq_pair(m->name, scale, zp);
+      }
+      if (next.size() == pending.size())
+        fail("{}: '{}' shares the quantization parameters of '{}', which is never quantized", where_,
+             next.front()->name, next.front()->provider);
+      pending = std::move(next);
+    }
+  }
+
+  // _add_qdq_pair_for_activation
+  void add_qdq_pair(const std::string& name, const std::string& scale, const std::string& zp) {
+    std::string q_in = name, dq_out = name + "_DequantizeLinear_Output";
+    if (g_.is_graph_output(name)) {
+      q_in = name + "_QuantizeLinear_Input";
+      dq_out = name;
+      for (auto& n : g_.nodes)
+        for (auto& o : n.outputs)
+          if (o == name) o = q_in;
+    } else {
+      replace_input_everywhere(name, dq_out);
+    }
+    const std::string q_out = name + "_QuantizeLinear_Output";
+    g_.nodes.push_back(make_node("QuantizeLinear", {q_in, scale, zp}, {q_out}, name + "_QuantizeLinear"));
+    g_.nodes.push_back(make_node("DequantizeLinear", {q_out, scale, zp}, {dq_out}, name + "_DequantizeLinear"));
+    params_of_[name] = {scale, zp};
   }
 
   // _quantize_bias_tensors: int32, zero point 0, scale input_scale * weight_scale * beta.
@@ -471,6 +524,8 @@ class StaticQuantizer {
   std::unordered_map<std::string, size_t> bias_index_;
   std::unordered_set<std::string> softmax_outputs_;
   std::unordered_map<std::string, WeightParams> weights_;
+  // quantized_value_map: the scale and zero point names of every quantized tensor.
+  std::unordered_map<std::string, std::pair<std::string, std::string>> params_of_;
   QuantizeReport report_;
 };
 

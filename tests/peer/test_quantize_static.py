@@ -39,8 +39,9 @@ BIN = os.environ.get("MEDQUANT_BIN", "medquant")
 RESULTS = {}
 
 # medquant's default op list (docs/onnx.md): ORT's minus the ops with QDQ rules medquant lacks.
-DEFAULT_OPS = ["ArgMax", "Add", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Gemm",
-               "GlobalAveragePool", "LeakyRelu", "MatMul", "Mul", "Sigmoid", "Softmax"]
+DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Flatten", "Gemm",
+               "GlobalAveragePool", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
+               "Squeeze", "TopK", "Transpose", "Unsqueeze"]
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
 
@@ -169,16 +170,21 @@ def compare_outputs(fp32, ours, ref, model, key, scale_rel, tmp_path):
 
 
 def elementwise_model():
-    """Add / Mul / Softmax on graph inputs: exact float arithmetic in every runtime."""
+    """Add / Mul / Softmax / Transpose / Reshape on graph inputs: exact float arithmetic in every runtime."""
     nodes = [
         helper.make_node("Add", ["a", "b"], ["s"], name="add"),
         helper.make_node("Mul", ["s", "c"], ["p"], name="mul"),
         helper.make_node("Softmax", ["p"], ["y"], name="softmax", axis=-1),
         helper.make_node("Add", ["p", "bias"], ["z"], name="add_bias"),
+        # Data movement: Q/DQ sharing the input's parameters, down a chain to a graph output.
+        helper.make_node("Transpose", ["z"], ["zt"], name="transpose", perm=[1, 0]),
+        helper.make_node("Reshape", ["zt", "flat"], ["r"], name="reshape"),
     ]
     bias = numpy_helper.from_array(np.linspace(-2, 3, 16, dtype=np.float32), "bias")
-    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 16])  # noqa: E731
-    g = helper.make_graph(nodes, "ew", [vi("a"), vi("b"), vi("c")], [vi("y"), vi("z")], [bias])
+    flat = numpy_helper.from_array(np.array([64], dtype=np.int64), "flat")
+    vi = lambda n, s=(4, 16): helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s))  # noqa: E731
+    g = helper.make_graph(nodes, "ew", [vi("a"), vi("b"), vi("c")], [vi("y"), vi("z"), vi("r", (64,))],
+                          [bias, flat])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
