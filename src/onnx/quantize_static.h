@@ -12,6 +12,9 @@
 //               bias as int32 with scale input_scale * weight_scale, zero 0
 //   Gemm        as Conv; weight axis 0 if transB else 1; bias times beta,
 //               beta set to 1
+//   Reshape, Transpose, Squeeze, Unsqueeze, Flatten, Slice, pooling, TopK
+//               (QDQDirect8BitOp) the output, with the input's own scale and
+//               zero point, if the input is quantized already
 //   other ops   (QDQOperatorBase) every float input and output, initializers
 //               quantized with the activation type; Softmax's output range
 //               is [0, 1]
@@ -56,7 +59,7 @@ struct StaticQuantizeOptions {
 // rules medquant does not implement (see static_unsupported_op_types).
 std::set<std::string> static_default_op_types();
 // Ops with their own QDQ rules in ORT that medquant does not reproduce yet
-// (Reshape, Transpose, Relu, LayerNormalization, Gather, Split, ...): refused
+// (Relu, Clip, LayerNormalization, Gather, Split, Where, ...): refused
 // in op_types rather than quantized differently.
 std::set<std::string> static_unsupported_op_types();
 
