@@ -136,27 +136,29 @@ std::map<std::string, onnx::TensorRange> calibrate(const onnx::Model& model, con
                                                    const onnx::CalibrationOptions& options) {
   if (samples.empty()) fail("calibration: no samples");
   if (tensors.empty()) return {};  // nothing selected to quantize
-  // augment_graph: every calibrated value that is not a graph input becomes a graph output.
-  ::onnx::ModelProto proto = onnx::to_proto(model);
-  auto* graph = proto.mutable_graph();
-  std::set<std::string> present;
-  for (const auto& o : graph->output()) present.insert(o.name());
-  for (const auto& in : graph->input()) present.insert(in.name());
-  for (const auto& t : tensors) {
-    if (present.count(t)) continue;
-    const auto* vi = model.graph.find_value_info(t);
-    if (!vi) fail("calibration: '{}' has no type from shape inference", t);
-    *graph->add_output() = *vi;
-  }
+  // augment_graph: every calibrated value that is not a graph input becomes a
+  // graph output. The proto (a copy of the weights) lives only until serialized.
   std::string bytes;
-  if (!proto.SerializeToString(&bytes))
-    fail("{}: the model is too big to calibrate in memory (over 2 GiB)", model.path);
+  {
+    ::onnx::ModelProto proto = onnx::to_proto(model);
+    auto* graph = proto.mutable_graph();
+    std::set<std::string> present;
+    for (const auto& o : graph->output()) present.insert(o.name());
+    for (const auto& in : graph->input()) present.insert(in.name());
+    for (const auto& t : tensors) {
+      if (present.count(t)) continue;
+      const auto* vi = model.graph.find_value_info(t);
+      if (!vi) fail("calibration: '{}' has no type from shape inference", t);
+      *graph->add_output() = *vi;
+    }
+    if (!proto.SerializeToString(&bytes))
+      fail("{}: the model is too big to calibrate in memory (over 2 GiB)", model.path);
+  }
   // No fusion: ORT calibrates with graph optimizations off, and fused kernels
   // would round intermediate values differently.
   runtime::Session session = runtime::Session::load_from_memory(
       {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, {.fuse = false}, model.path);
-  bytes.clear();
-  bytes.shrink_to_fit();
+  std::string().swap(bytes);
 
   onnx::Calibrator calibrator(options, tensors);
   const std::set<std::string> wanted(tensors.begin(), tensors.end());
