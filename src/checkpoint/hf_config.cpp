@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 
 #include "core/atomic_file.h"
@@ -55,12 +57,16 @@ bool JsonObject::has(std::string_view key) const { return get(key) != nullptr; }
 std::optional<int64_t> JsonObject::get_int(std::string_view key) const {
   const Json* v = get(key);
   if (!v) return std::nullopt;
+  // Past int64 (nlohmann keeps such a value unsigned) or past a float's exact
+  // range: refused rather than wrapped (the cast would be undefined).
+  if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t{INT64_MAX})
+    fail("{} is {}, out of the 64-bit integer range", name(key), v->dump());
   if (v->is_number_integer()) return v->get<int64_t>();
   // 4096.0 is an integer to Python's json too only if written without a point;
   // accept integral floats all the same (some exporters write them).
   if (v->is_number_float()) {
     const double d = v->get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    if (std::fabs(d) < 0x1p53 && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   fail("{} is {}, expected an integer", name(key), type_phrase(*v));
 }

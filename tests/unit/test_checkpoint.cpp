@@ -1,7 +1,8 @@
 // checkpoint/safetensors: files built here byte by byte (valid ones read back
 // exactly; a corpus of broken ones each rejected with a specific message),
 // sharded indexes and folders. The peer test holds the reader against the
-// safetensors library on the real fixtures.
+// safetensors library on the real fixtures. checkpoint/hf_config: broken
+// config.json files and values of the wrong type or range.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/hf_config.h"
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 
@@ -566,4 +568,48 @@ TEST_F(Safetensors, RandomCorruptionsAreCaughtOrHarmless) {
   }
   EXPECT_GT(errors, 1000);
   EXPECT_GT(readable, 100);  // e.g. a changed data byte is not an error
+}
+
+// config.json and the other JSON files of a model folder.
+class HfConfigFiles : public Safetensors {};
+
+TEST_F(HfConfigFiles, BrokenFilesNameThePath) {
+  const std::string missing = (dir_ / "nope.json").string();
+  EXPECT_THAT(error_of([&] { read_json_file(missing); }), HasSubstr(missing + ": no such file"));
+  const std::string cut = write("cut.json", R"({"hidden_size": 2)");
+  EXPECT_THAT(error_of([&] { read_json_file(cut); }), HasSubstr(cut + ": not valid JSON (byte 18)"));
+  const std::string binary = write("bin.json", std::string("\x89PNG\r\n\x1a\n\0\0", 10));
+  EXPECT_THAT(error_of([&] { read_json_file(binary); }), HasSubstr(binary + ": not valid JSON"));
+  const std::string empty = write("empty.json", "");
+  EXPECT_THAT(error_of([&] { read_json_file(empty); }), HasSubstr(empty + ": not valid JSON"));
+
+  EXPECT_THAT(error_of([&] { HfConfig::load((dir_ / "absent").string()); }), HasSubstr("not a folder"));
+  EXPECT_THAT(error_of([&] { HfConfig::load(dir_.string()); }), HasSubstr("no config.json"));
+  write("config.json", "[1, 2]");
+  EXPECT_THAT(error_of([&] { HfConfig::load(dir_.string()); }),
+              HasSubstr((dir_ / "config.json").string() + ": expected a JSON object, got an array"));
+  write("config.json", R"({"architectures": []})");
+  EXPECT_THAT(error_of([&] { HfConfig::load(dir_.string()).architecture(); }),
+              HasSubstr("\"architectures\" must be a non-empty list"));
+}
+
+TEST_F(HfConfigFiles, IntegersOutOfRangeAreRefusedNotWrapped) {
+  write("config.json", R"({"text_config": {"a": 18446744073709551615, "b": 1e30, "c": -1e300,
+                            "d": 9007199254740993.0, "e": 4096.0, "f": -5, "g": 9223372036854775807,
+                            "h": "12", "i": 2.5}})");
+  const HfConfig c = HfConfig::load(dir_.string());
+  const JsonObject t = c.root().object("text_config");
+  const std::string file = c.path();
+  EXPECT_THAT(error_of([&] { t.get_int("a"); }),
+              HasSubstr(file + ": text_config.a is 18446744073709551615, out of the 64-bit integer range"));
+  EXPECT_THAT(error_of([&] { t.get_int("b"); }), HasSubstr("text_config.b is a number, expected an integer"));
+  EXPECT_THAT(error_of([&] { t.get_int("c"); }), HasSubstr("expected an integer"));
+  EXPECT_THAT(error_of([&] { t.get_int("d"); }), HasSubstr("expected an integer"));  // not exact in a double
+  EXPECT_EQ(t.get_int("e"), 4096);
+  EXPECT_EQ(t.get_int("f"), -5);  // the sign is the model module's to judge
+  EXPECT_EQ(t.get_int("g"), INT64_MAX);
+  EXPECT_THAT(error_of([&] { t.get_int("h"); }), HasSubstr("text_config.h is a string, expected an integer"));
+  EXPECT_THAT(error_of([&] { t.get_int("i"); }), HasSubstr("expected an integer"));
+  EXPECT_THAT(error_of([&] { c.root().object("text_config").object("a"); }), HasSubstr("expected an object"));
+  EXPECT_FALSE(t.get_int("absent").has_value());
 }
