@@ -1,6 +1,7 @@
 // core/: fp16/bf16 against independent references (exact arithmetic, the
 // x86 conversion instructions, and ggml's own functions when linked), mmap
-// bounds, atomic files (including a killed writer), sha256 vectors, thread pool.
+// bounds, atomic files (including a killed writer), sha256 vectors, thread pool,
+// .npy files (round trip; broken and hostile headers refused naming the file).
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -29,6 +30,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
+#include "core/npy.h"
 #include "core/sha256.h"
 #include "core/thread_pool.h"
 
@@ -738,4 +740,63 @@ TEST(ThreadPool, DefaultPoolFollowsSetting) {
   default_pool().parallel_for(0, 50, [&](size_t) { ++n; });
   EXPECT_EQ(n.load(), 50);
   set_default_threads(0);  // leave no worker threads behind for fork() tests
+}
+
+// ---------------------------------------------------------------- npy
+
+// A version 1.0 .npy file with this header dict and data, padded as numpy pads.
+std::string npy_file(const std::string& dict, const std::string& data) {
+  std::string h = dict;
+  while ((10 + h.size() + 1) % 64 != 0) h += ' ';
+  h += '\n';
+  const std::string len{static_cast<char>(h.size() & 0xff), static_cast<char>(h.size() >> 8)};
+  return std::string("\x93NUMPY\x01\x00", 8) + len + h + data;
+}
+
+using NpyTest = TempDir;
+
+TEST_F(NpyTest, RoundTripAndEveryTruncationIsNamed) {
+  NpyArray a;
+  a.dtype = DType::F32;
+  a.shape = {2, 3};
+  for (int i = 0; i < 6; ++i) {
+    const float f = static_cast<float>(i) - 2.5f;
+    const auto* b = reinterpret_cast<const uint8_t*>(&f);
+    a.data.insert(a.data.end(), b, b + 4);
+  }
+  write_npy(path("a.npy"), a);
+  const NpyArray back = read_npy(path("a.npy"));
+  EXPECT_EQ(back.shape, a.shape);
+  EXPECT_EQ(back.data, a.data);
+  const std::string full = read_bytes(path("a.npy"));
+  EXPECT_EQ(full, npy_bytes(a));
+  for (size_t n = 0; n < full.size(); ++n) {
+    write_bytes(path("cut.npy"), full.substr(0, n));
+    EXPECT_THAT(error_of([&] { read_npy(path("cut.npy")); }), HasSubstr(path("cut.npy") + ": ")) << n;
+  }
+}
+
+TEST_F(NpyTest, HostileHeadersAreRefused) {
+  const std::string f4 = "'descr': '<f4', 'fortran_order': False, ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "not a .npy file"},
+      {"PK\x03\x04 this is a zip", "not a .npy file"},
+      {std::string("\x93NUMPY\x09\x00\x10\x00", 10) + std::string(16, ' '), ".npy version 9 is not supported"},
+      {npy_file("{" + f4 + "'shape': (-1, 2), }", ""), "bad .npy shape (-1, 2)"},
+      {npy_file("{" + f4 + "'shape': (99999999999999999999,), }", ""), "absurd .npy shape"},
+      {npy_file("{" + f4 + "'shape': (4000000, 4000000, 4000000), }", ""), "absurd .npy shape"},
+      {npy_file("{" + f4 + "'shape': (1000,), }", "abcd"), ".npy data is 4 bytes, its shape needs 4000"},
+      {npy_file("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", std::string(16, '\0')),
+       "Fortran-order arrays are not supported"},
+      {npy_file("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "abcd"),
+       ".npy element type '>f4' is not supported"},
+      {npy_file("{'descr': '<f4', 'shape': (1,), }", "abcd"), ".npy header has no 'fortran_order'"},
+      {npy_file("{" + f4 + "'shape': (1, ", "abcd"), "malformed .npy header"},
+  };
+  for (const auto& [bytes, want] : cases) {
+    write_bytes(path("bad.npy"), bytes);
+    EXPECT_THAT(error_of([&] { read_npy(path("bad.npy")); }), HasSubstr(path("bad.npy") + ": " + want))
+        << want;
+  }
+  EXPECT_THAT(error_of([&] { read_npy(path("missing.npy")); }), HasSubstr(path("missing.npy")));
 }
