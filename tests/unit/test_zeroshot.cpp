@@ -247,6 +247,11 @@ TEST(LabelsJson, Refusals) {
   j = good;
   j["dim"] = "48";
   expect_error(j, "'dim' must be an integer");
+  for (const nlohmann::json& dim : {nlohmann::json(-48), nlohmann::json(0), nlohmann::json(uint64_t{1} << 63),
+                                    nlohmann::json(~uint64_t{0})}) {
+    j["dim"] = dim;  // negative, zero, or past int64 (which would wrap to negative)
+    expect_error(j, "dim " + dim.dump() + " is out of range");
+  }
   j = good;
   j["text_model"].erase("sha256");
   expect_error(j, "missing key 'text_model.sha256'");
