@@ -5,9 +5,13 @@ Models: FP32; INT8 from `medquant quantize onnx` (dynamic, qint8, MatMul);
 INT8 from ORT's quantize_dynamic (same options). Each model is run by
 `medquant bench --json` and by ONNX Runtime (all graph optimisations, same
 thread count) in separate processes, 1 and 2 threads: load time, median and
-p90 latency over --runs runs after --warmup, peak RSS of that process.
-Prints one JSON row per (model, threads, runtime) and a summary with the
-issue's targets; with --out also writes the rows there."""
+p90 latency over --runs runs after --warmup, the median CPU time per run
+(process CPU time around each run: on a machine shared with other work it
+moves far less than wall time; compared at 1 thread only, since idle worker
+threads that spin make multi-thread CPU time incomparable), peak RSS of that
+process. Prints one JSON row per (model, threads, runtime) and a summary with
+the issue's targets (wall-time ratios; cpu_* ratios beside them at 1 thread);
+with --out also writes the rows there."""
 
 import argparse
 import json
@@ -37,16 +41,19 @@ def ort_child(model, threads, runs, warmup):
     x = np.random.default_rng(1).uniform(-1, 1, size=[d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
     for _ in range(warmup):
         s.run(None, {i.name: x})
-    ms = []
+    ms, cpu = [], []
     for _ in range(runs):
+        c = time.process_time()
         t = time.perf_counter()
         s.run(None, {i.name: x})
         ms.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
     ms.sort()
     # VmHWM of this process image (ru_maxrss would include the parent's RSS at fork).
     rss = next(float(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     print(json.dumps({"load_ms": load_ms, "median_ms": float(np.percentile(ms, 50)),
-                      "p90_ms": float(np.percentile(ms, 90)), "min_ms": ms[0], "peak_rss_mb": rss}))
+                      "p90_ms": float(np.percentile(ms, 90)), "min_ms": ms[0],
+                      "median_cpu_ms": float(np.percentile(cpu, 50)), "peak_rss_mb": rss}))
 
 
 def main():
@@ -90,17 +97,23 @@ def main():
                 rt = json.loads(p.stdout)
                 for name, r in (("medquant", mq), ("onnxruntime", rt)):
                     row = {"bench": "runtime_vit", "model": label, "runtime": name, "threads": threads, "cpu": cpu,
-                           **{k: round(r[k], 2) for k in ("load_ms", "median_ms", "p90_ms", "peak_rss_mb")}}
+                           **{k: round(r[k], 2) for k in ("load_ms", "median_ms", "p90_ms", "median_cpu_ms", "peak_rss_mb")}}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-        def med(model, runtime, t):
-            return next(r["median_ms"] for r in rows if r["model"] == model and r["runtime"] == runtime and r["threads"] == t)
+        def med(model, runtime, t, key="median_ms"):
+            return next(r[key] for r in rows if r["model"] == model and r["runtime"] == runtime and r["threads"] == t)
         summary = {"bench": "runtime_vit_summary", "cpu": cpu, "load_average": os.getloadavg()[0]}
         for t in sorted({r["threads"] for r in rows}):
             summary[f"t{t}_int8_vs_ort_int8"] = round(med("int8_medquant", "medquant", t) / med("int8_medquant", "onnxruntime", t), 3)
             summary[f"t{t}_int8_ortq_vs_ort"] = round(med("int8_ort_quantizer", "medquant", t) / med("int8_ort_quantizer", "onnxruntime", t), 3)
             summary[f"t{t}_fp32_vs_ort_fp32"] = round(med("fp32", "medquant", t) / med("fp32", "onnxruntime", t), 3)
             summary[f"t{t}_int8_vs_fp32"] = round(med("int8_medquant", "medquant", t) / med("fp32", "medquant", t), 3)
+            if t == 1:
+                def cpu(model, runtime):
+                    return med(model, runtime, 1, "median_cpu_ms")
+                summary["t1_cpu_int8_vs_ort_int8"] = round(cpu("int8_medquant", "medquant") / cpu("int8_medquant", "onnxruntime"), 3)
+                summary["t1_cpu_fp32_vs_ort_fp32"] = round(cpu("fp32", "medquant") / cpu("fp32", "onnxruntime"), 3)
+                summary["t1_cpu_int8_vs_fp32"] = round(cpu("int8_medquant", "medquant") / cpu("fp32", "medquant"), 3)
         summary["targets"] = "int8_vs_ort_int8 <= 0.6, fp32_vs_ort_fp32 <= 0.9, int8_vs_fp32 <= 0.4"
         print(json.dumps(summary))
         if a.out:

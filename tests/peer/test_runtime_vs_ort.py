@@ -369,3 +369,16 @@ def test_not_onnx_files(tmp_path):
         np.save(tmp_path / "x.npy", np.ones((4, 16), np.float32))
         p = medquant("run", path, "--input", tmp_path / "x.npy", "-o", tmp_path / "o", check=False)
         assert p.returncode == 1 and p.stderr.startswith("error: "), p.stderr
+
+
+def test_bench_json(tmp_path):
+    """`medquant bench --json`: the documented keys, with the fused attention in the step count."""
+    import json
+    path = tmp_path / "vit.onnx"
+    onnx.save(MODELS["small_vit"](), str(path))
+    p = medquant("--threads", 1, "bench", path, "--runs", 3, "--warmup", 1, "--json")
+    j = json.loads(p.stdout)
+    for key in ("load_ms", "median_ms", "p90_ms", "median_cpu_ms", "peak_rss_mb"):
+        assert j[key] > 0, (key, j)
+    assert j["runs"] == 3 and j["threads"] == 1 and j["p90_ms"] >= j["median_ms"] >= j["min_ms"]
+    assert j["fusions"] > 0 and j["kernels"], j
