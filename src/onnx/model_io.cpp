@@ -178,8 +178,7 @@ class ExternalFiles {
         fail("{}: initializer '{}': external data file {} is missing", model_path_, t.name, full);
       file = std::make_shared<core::MappedFile>(full);
     }
-    const size_t esize = elem_size(t.type);
-    const uint64_t expected = static_cast<uint64_t>(t.element_count()) * esize;
+    const uint64_t expected = checked_byte_size(t, elem_size(t.type), model_path_);
     if (!has_length) length = expected;
     if (length != expected)
       fail("{}: initializer '{}': external length {} bytes, its shape needs {}", model_path_,
@@ -305,9 +304,7 @@ Model load_model(const std::string& path) {
         t.type = tp.data_type();
         t.dims.assign(tp.dims().begin(), tp.dims().end());
         t.doc_string = tp.doc_string();
-        for (int64_t d : t.dims)
-          if (d < 0) fail("{}: initializer '{}' has a negative dimension {}", path, t.name, d);
-        const uint64_t expected = static_cast<uint64_t>(t.element_count()) * elem_size(t.type);
+        const uint64_t expected = checked_byte_size(t, elem_size(t.type), path);
         if (elem_size(t.type) == 0) {
           auto copy = std::make_shared<::onnx::TensorProto>(tp);
           copy->set_raw_data(r.raw, r.raw_size);

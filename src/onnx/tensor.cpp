@@ -2,6 +2,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -158,22 +159,32 @@ std::string copy_field(const Field& field) {
 
 }  // namespace
 
+uint64_t checked_byte_size(const Tensor& t, size_t esize, std::string_view where) {
+  constexpr uint64_t kLimit = uint64_t{1} << 62;
+  uint64_t bytes = std::max<uint64_t>(esize, 1);
+  for (int64_t d : t.dims) {
+    if (d < 0) fail("{}: initializer '{}' has a negative dimension {}", where, t.name, d);
+    if (d > 0 && bytes > kLimit / static_cast<uint64_t>(d))
+      fail("{}: initializer '{}': shape {} is too large", where, t.name, fmt::join(t.dims, "x"));
+    bytes *= static_cast<uint64_t>(d);
+  }
+  return esize == 0 ? 0 : bytes;
+}
+
 Tensor tensor_from_proto(::onnx::TensorProto& proto, std::string_view where) {
   Tensor t;
   t.name = proto.name();
   t.type = proto.data_type();
   t.dims.assign(proto.dims().begin(), proto.dims().end());
   t.doc_string = proto.doc_string();
-  for (int64_t d : t.dims)
-    if (d < 0) fail("{}: initializer '{}' has a negative dimension {}", where, t.name, d);
   const size_t esize = elem_size(t.type);
+  const uint64_t expected = checked_byte_size(t, esize, where);
   if (proto.has_segment()) fail("{}: initializer '{}' is segmented (not supported)", where, t.name);
   if (esize == 0) {
     // Strings and sub-byte types: kept as they are.
     t.set_opaque(std::make_shared<::onnx::TensorProto>(proto));
     return t;
   }
-  const size_t expected = static_cast<size_t>(t.element_count()) * esize;
   std::string bytes;
   if (proto.has_raw_data()) {
     bytes.swap(*proto.mutable_raw_data());

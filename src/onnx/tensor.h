@@ -92,6 +92,10 @@ class Tensor {
 // raw bytes; raw_data is moved out of `proto`, not copied). External data must
 // already have been resolved by the caller. `where` names the file for errors.
 Tensor tensor_from_proto(::onnx::TensorProto& proto, std::string_view where);
+// The bytes t.dims need at `esize` bytes per element. Throws Error "<where>:
+// initializer '<name>' ..." for a negative dimension, or a size past 2^62
+// bytes (no file holds it, and the product would overflow).
+uint64_t checked_byte_size(const Tensor& t, size_t esize, std::string_view where);
 
 // Writes `tensor` into `proto` with its bytes inline (raw_data or typed field).
 void tensor_to_proto(const Tensor& tensor, ::onnx::TensorProto& proto);
