@@ -66,8 +66,11 @@ void add_validate_onnx_command(CLI::App& root, Commands& commands) {
   app->add_option("--cand", o.candidate, "The build to validate (.onnx)")->required()->check(CLI::ExistingFile);
   app->add_option("--name", o.name, "Name of the build in the output and report");
   app->add_option("--images", o.images_dir,
-                  "Folder of PNG/JPEG images (default: 16 deterministic synthetic images)")
+                  "Folder of PNG/JPEG images (default: deterministic synthetic images)")
       ->check(CLI::ExistingDirectory);
+  app->add_option("--synthetic-images", o.synthetic_images, "How many synthetic images without --images")
+      ->default_val(validate::kSyntheticImages)
+      ->check(CLI::Range(1, 100000));
   app->add_option("--labels", o.labels_path, "labels.json: zero-shot top-1/top-5 agreement and KLD")
       ->check(CLI::ExistingFile);
   app->add_option("--vocab", o.vocab_path, "vocab.txt for text models (default: beside --ref)")

@@ -184,14 +184,9 @@ Plot latency_plot(const GgufResult& r) {
   const auto& a = r.ref_run.speed;
   const auto& b = r.cand_run.speed;
   p.data["panels"] = Json::array(
-      {{{"title", fmt::format("prompt processing, {} tokens per run", a.prompt_tokens)},
-        {"unit", "ms per run"},
-        {"series", Json::array({{{"name", "reference"}, {"values", a.prompt_ms}},
-                                {{"name", "build"}, {"values", b.prompt_ms}}})}},
-       {{"title", "generation, one token at a time"},
-        {"unit", "ms per token"},
-        {"series", Json::array({{{"name", "reference"}, {"values", a.token_ms}},
-                                {{"name", "build"}, {"values", b.token_ms}}})}}});
+      {box_panel(fmt::format("prompt processing, {} tokens per run", a.prompt_tokens), "ms per run",
+                 a.prompt_ms, b.prompt_ms),
+       box_panel("generation, one token at a time", "ms per token", a.token_ms, b.token_ms)});
   p.notes.push_back(fmt::format(
       "{} measured runs after {} warm-up run(s), {} thread(s); reference {} / {} tok/s, build {} "
       "/ {} tok/s (prompt / generation, medians)",
@@ -206,32 +201,13 @@ Plot size_plot(const GgufResult& r) {
   p.id = "size";
   p.title = "Size, bits per weight and peak memory";
   p.type = "bars";
-  auto item = [](const std::string& label, double v, const std::string& text) {
-    return Json{{"label", label}, {"value", v}, {"text", text}};
-  };
   Json panels = Json::array();
-  panels.push_back({{"title", "file size"},
-                    {"unit", "MiB"},
-                    {"items", Json::array({item("reference", mib(r.ref.file_size),
-                                                fmt::format("{:.2f}", mib(r.ref.file_size))),
-                                           item("build", mib(r.cand.file_size),
-                                                fmt::format("{:.2f}", mib(r.cand.file_size)))})}});
-  panels.push_back(
-      {{"title", "bits per weight"},
-       {"unit", "bpw"},
-       {"items", Json::array({item("reference", r.ref.bits_per_weight,
-                                   fmt::format("{:.2f}", r.ref.bits_per_weight)),
-                              item("build", r.cand.bits_per_weight,
-                                   fmt::format("{:.2f}", r.cand.bits_per_weight))})}});
+  panels.push_back(bars_panel("file size", "MiB", mib(r.ref.file_size), mib(r.cand.file_size), "{:.2f}"));
+  panels.push_back(bars_panel("bits per weight", "bpw", r.ref.bits_per_weight, r.cand.bits_per_weight,
+                              "{:.2f}"));
   if (r.ref_run.has_speed)
-    panels.push_back(
-        {{"title", "peak RSS while loading and running"},
-         {"unit", "MiB"},
-         {"items",
-          Json::array({item("reference", mib(r.ref_run.peak_rss_bytes),
-                            fmt::format("{:.1f}", mib(r.ref_run.peak_rss_bytes))),
-                       item("build", mib(r.cand_run.peak_rss_bytes),
-                            fmt::format("{:.1f}", mib(r.cand_run.peak_rss_bytes)))})}});
+    panels.push_back(bars_panel("peak RSS while loading and running", "MiB",
+                                mib(r.ref_run.peak_rss_bytes), mib(r.cand_run.peak_rss_bytes), "{:.1f}"));
   p.data["panels"] = panels;
   return p;
 }

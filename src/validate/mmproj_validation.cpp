@@ -118,11 +118,8 @@ Plot latency_plot(const MmprojResult& r) {
   p.id = "latency";
   p.title = "Image encode latency";
   p.type = "box";
-  p.data["panels"] = Json::array(
-      {{{"title", "one image per run (preprocessing, vision tower and projector)"},
-        {"unit", "ms per image"},
-        {"series", Json::array({{{"name", "reference"}, {"values", r.ref.encode_ms}},
-                                {{"name", "build"}, {"values", r.cand.encode_ms}}})}}});
+  p.data["panels"] = Json::array({box_panel("one image per run (preprocessing, vision tower and projector)",
+                                            "ms per image", r.ref.encode_ms, r.cand.encode_ms)});
   p.notes.push_back(fmt::format(
       "{} image(s) after {} warm-up encode(s), {} thread(s), libmtmd; median {:.1f} / {:.1f} ms "
       "(reference / build)",
@@ -135,23 +132,14 @@ Plot size_plot(const MmprojResult& r) {
   p.id = "size";
   p.title = "Size, bits per weight and peak memory";
   p.type = "bars";
-  auto panel = [](const std::string& title, const std::string& unit, double a, double b,
-                  const char* f) {
-    auto item = [&](const char* label, double v) {
-      return Json{{"label", label}, {"value", v}, {"text", fmt::format(fmt::runtime(f), v)}};
-    };
-    return Json{{"title", title},
-                {"unit", unit},
-                {"items", Json::array({item("reference", a), item("build", b)})}};
-  };
   Json panels = Json::array();
-  panels.push_back(panel("file size", "MiB", mib(r.ref.facts.file_size), mib(r.cand.facts.file_size),
-                         "{:.2f}"));
-  panels.push_back(panel("bits per weight", "bpw", r.ref.facts.bits_per_weight,
-                         r.cand.facts.bits_per_weight, "{:.2f}"));
+  panels.push_back(bars_panel("file size", "MiB", mib(r.ref.facts.file_size),
+                              mib(r.cand.facts.file_size), "{:.2f}"));
+  panels.push_back(bars_panel("bits per weight", "bpw", r.ref.facts.bits_per_weight,
+                              r.cand.facts.bits_per_weight, "{:.2f}"));
   if (r.ref.has_speed)
-    panels.push_back(panel("peak RSS while loading and encoding", "MiB", mib(r.ref.peak_rss_bytes),
-                           mib(r.cand.peak_rss_bytes), "{:.1f}"));
+    panels.push_back(bars_panel("peak RSS while loading and encoding", "MiB",
+                                mib(r.ref.peak_rss_bytes), mib(r.cand.peak_rss_bytes), "{:.1f}"));
   p.data["panels"] = panels;
   return p;
 }

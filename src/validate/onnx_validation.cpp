@@ -119,10 +119,8 @@ Plot latency_plot(const OnnxResult& r) {
   p.title = "Latency distributions";
   p.type = "box";
   p.data["panels"] = Json::array(
-      {{{"title", fmt::format("one {} input per run", r.tower == "vision" ? "image" : "prompt")},
-        {"unit", "ms per run"},
-        {"series", Json::array({{{"name", "reference"}, {"values", r.ref.latency_ms}},
-                                {{"name", "build"}, {"values", r.cand.latency_ms}}})}}});
+      {box_panel(fmt::format("one {} input per run", r.tower == "vision" ? "image" : "prompt"),
+                 "ms per run", r.ref.latency_ms, r.cand.latency_ms)});
   p.notes.push_back(fmt::format(
       "{} timed runs after {} warm-up run(s), {} thread(s), medquant's executor; median {:.2f} / "
       "{:.2f} ms (reference / build)",
@@ -135,22 +133,12 @@ Plot size_plot(const OnnxResult& r) {
   p.id = "size";
   p.title = "Size";
   p.type = "bars";
-  auto item = [](const std::string& label, double v, const std::string& text) {
-    return Json{{"label", label}, {"value", v}, {"text", text}};
-  };
-  auto panel = [&](const std::string& title, const std::string& unit, double a, double b,
-                   const std::string& fmt_) {
-    return Json{{"title", title},
-                {"unit", unit},
-                {"items", Json::array({item("reference", a, fmt::format(fmt::runtime(fmt_), a)),
-                                       item("build", b, fmt::format(fmt::runtime(fmt_), b))})}};
-  };
   Json panels = Json::array();
-  panels.push_back(panel("file size", "MiB", mib(r.ref.file_size), mib(r.cand.file_size), "{:.2f}"));
+  panels.push_back(bars_panel("file size", "MiB", mib(r.ref.file_size), mib(r.cand.file_size), "{:.2f}"));
   if (r.ref.has_speed) {
-    panels.push_back(panel("peak RSS while loading and running", "MiB", mib(r.ref.peak_rss_bytes),
-                           mib(r.cand.peak_rss_bytes), "{:.1f}"));
-    panels.push_back(panel("load time", "ms", r.ref.load_ms, r.cand.load_ms, "{:.1f}"));
+    panels.push_back(bars_panel("peak RSS while loading and running", "MiB", mib(r.ref.peak_rss_bytes),
+                                mib(r.cand.peak_rss_bytes), "{:.1f}"));
+    panels.push_back(bars_panel("load time", "ms", r.ref.load_ms, r.cand.load_ms, "{:.1f}"));
   }
   p.data["panels"] = panels;
   return p;
@@ -256,11 +244,13 @@ OnnxResult validate_onnx(const OnnxOptions& options) {
   if (r.tower == "vision") {
     zeroshot::ImageEncoder ref_enc(options.reference, so);
     if (options.images_dir.empty()) {
-      for (int i = 0; i < kSyntheticImages; ++i) {
+      if (options.synthetic_images < 1) fail("validate onnx: at least one synthetic image is needed");
+      for (int i = 0; i < options.synthetic_images; ++i) {
         pixels.push_back(vision::preprocess(synthetic_image(i), ref_enc.preprocess_config()));
         r.input_names.push_back(fmt::format("synthetic-{:02d}", i));
       }
-      r.input_source = fmt::format("{} synthetic images, seed {}", kSyntheticImages, kSyntheticSeed);
+      r.input_source =
+          fmt::format("{} synthetic images, seed {}", options.synthetic_images, kSyntheticSeed);
     } else {
       for (const auto& f : image_files(options.images_dir)) {
         pixels.push_back(ref_enc.preprocess(f));

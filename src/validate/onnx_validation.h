@@ -5,7 +5,7 @@
 // Inputs, the same for both models:
 //   vision  the PNG/JPEG files of --images (sorted by name), preprocessed as
 //           the reference's metadata says (zeroshot::ImageEncoder); without a
-//           folder, kSyntheticImages deterministic images (seeded gradients,
+//           folder, synthetic_images (default 16) deterministic images (seeded gradients,
 //           rectangles, discs and a little noise), preprocessed the same way;
 //   text    kMedicalPrompts, tokenized with --vocab (zeroshot::TextEncoder).
 // Accuracy: per input, the cosine of the two embeddings (in double); mean,
@@ -47,6 +47,7 @@ struct OnnxOptions {
   std::string candidate;   // the build (.onnx)
   std::string name;        // display name; default from the candidate's file name
   std::string images_dir;  // "" = synthetic images (vision)
+  int synthetic_images = kSyntheticImages;
   std::string labels_path; // "" = no zero-shot figures
   std::string vocab_path;  // text models: vocab.txt ("" = vocab.txt beside the reference)
   size_t threads = 0;      // 0 = all cores

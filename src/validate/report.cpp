@@ -105,6 +105,24 @@ std::string describe(const Check& c) {
                      fmt_runtime(c.format, c.limit));
 }
 
+Json box_panel(const std::string& title, const std::string& unit,
+               const std::vector<double>& reference, const std::vector<double>& build) {
+  return {{"title", title},
+          {"unit", unit},
+          {"series", Json::array({{{"name", "reference"}, {"values", reference}},
+                                  {{"name", "build"}, {"values", build}}})}};
+}
+
+Json bars_panel(const std::string& title, const std::string& unit, double reference, double build,
+                const std::string& format) {
+  auto item = [&](const char* label, double v) {
+    return Json{{"label", label}, {"value", v}, {"text", fmt_runtime(format, v)}};
+  };
+  return {{"title", title},
+          {"unit", unit},
+          {"items", Json::array({item("reference", reference), item("build", build)})}};
+}
+
 const std::vector<PlotSlot>& plot_slots(std::string_view kind) {
   static const std::vector<PlotSlot> gguf = {
       {"latency", "Latency distributions (prompt and per generated token)"},

@@ -63,6 +63,14 @@ struct Plot {
   std::vector<std::string> notes;  // short lines shown under the chart
 };
 
+// Panels of a reference-vs-build pair, in the layouts of docs/report-schema.md:
+// a "box" panel of two series and a "bars" panel of two items whose text is
+// the value printed with `format` ("{:.2f}").
+Json box_panel(const std::string& title, const std::string& unit,
+               const std::vector<double>& reference, const std::vector<double>& build);
+Json bars_panel(const std::string& title, const std::string& unit, double reference, double build,
+                const std::string& format);
+
 struct PlotSlot {
   std::string_view id;
   std::string_view title;
