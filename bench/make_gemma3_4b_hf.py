@@ -129,6 +129,12 @@ def write_tokenizer(out: Path) -> None:
     from sentencepiece import sentencepiece_model_pb2 as pb
     m = pb.ModelProto()
     m.ParseFromString((FIXTURE / "tokenizer.model").read_bytes())
+    # MedGemma has <image_soft_token> at 262144 only (added below); a second
+    # copy at the fixture's id 9 makes the vocabulary ambiguous and llama.cpp
+    # aborts loading it (llama-vocab.cpp: id_to_token.size() == token_to_id.size()).
+    for p in m.pieces:
+        if p.piece == "<image_soft_token>":
+            p.piece = "<unused_image_soft_token>"
     base = len(m.pieces)
     for i in range(base, 262144):
         p = m.pieces.add()
@@ -136,6 +142,9 @@ def write_tokenizer(out: Path) -> None:
         p.score = float(-40.0 - i * 1e-4)
     (out / "tokenizer.model").write_bytes(m.SerializeToString())
     tc = json.loads((FIXTURE / "tokenizer_config.json").read_text())
+    for entry in tc["added_tokens_decoder"].values():
+        if entry["content"] == "<image_soft_token>":
+            entry["content"] = "<unused_image_soft_token>"
     tc["added_tokens_decoder"]["262144"] = {"content": "<image_soft_token>", "lstrip": False,
                                             "normalized": False, "rstrip": False, "single_word": False,
                                             "special": True}
