@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   cli::add_validate_gguf_command(app, commands);
   cli::add_validate_onnx_command(app, commands);
   cli::add_test_all_command(app, commands);
+  cli::add_pipeline_command(app, commands);
+  cli::add_demo_command(app, commands);
   // Global flags are accepted after the subcommand too ("medquant inspect f -q").
   for (auto& c : commands)
     for (CLI::App* a = c.app; a && a != &app; a = a->get_parent()) a->fallthrough();

@@ -12,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/sha256.h"
+#include "pipeline/pipelines.h"
 #include "pipeline/step_runner.h"
 
 namespace {
@@ -173,6 +174,33 @@ TEST_F(StepRunnerTest, AFailedValidationPlacesOutputsButIsNotStamped) {
   EXPECT_EQ(read(output_), "report: FAIL");
   EXPECT_TRUE(run(s));  // runs again
   EXPECT_EQ(runs_, 2);
+}
+
+TEST(PipelineOptions, UnknownOrUnquantizedTypesAndImatrixTextAreRefused) {
+  medquant::pipeline::MedGemmaOptions o;
+  o.type = "Q4_K_S";
+  EXPECT_NO_THROW(medquant::pipeline::check_medgemma_options(o));
+  EXPECT_EQ(medquant::pipeline::medgemma_file_name(o.type), "medgemma-4b-q4_k_s.gguf");
+  for (const char* bad : {"Q9_K", "F16", "bf16", ""}) {
+    o.type = bad;
+    EXPECT_THROW(medquant::pipeline::check_medgemma_options(o), medquant::Error) << bad;
+  }
+  o.type = "q8_0";
+  o.imatrix_text = "medical.txt";
+  EXPECT_THROW(medquant::pipeline::check_medgemma_options(o), medquant::Error);
+}
+
+TEST(PipelineOptions, MissingFromFolderIsAClearError) {
+  medquant::pipeline::BiomedClipOptions o;
+  o.from = "./no/such/folder";
+  o.out = (fs::temp_directory_path() / "medquant-never-written").string();
+  try {
+    medquant::pipeline::run_biomedclip(o);
+    FAIL() << "no error";
+  } catch (const medquant::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--from ./no/such/folder: no such folder"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(o.out));
 }
 
 }  // namespace
