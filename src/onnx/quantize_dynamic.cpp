@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <cstring>
 #include <optional>
 #include <unordered_map>
@@ -17,6 +19,11 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "onnx/model_io.h"
+#include "onnx/passes.h"
+
+#ifndef MEDQUANT_VERSION
+#define MEDQUANT_VERSION "0.0.0"
+#endif
 
 namespace medquant::onnx {
 
@@ -188,6 +195,188 @@ QuantParams quantize_values(const float* values, size_t count, QuantType type, b
   return p;
 }
 
+// ---- weight quantization, shared with the static (QDQ) quantizer ----
+
+namespace {
+
+// The weight as float32: its own bytes when they already are (no copy).
+struct Floats {
+  std::vector<float> owned;
+  const float* data = nullptr;
+  size_t size = 0;
+};
+
+Floats float_view(const Tensor& t) {
+  Floats f;
+  f.size = static_cast<size_t>(t.element_count());
+  const auto b = t.bytes();
+  if (t.type == kFloat && b.size() == f.size * 4 && reinterpret_cast<uintptr_t>(b.data()) % 4 == 0) {
+    f.data = reinterpret_cast<const float*>(b.data());
+  } else {
+    f.owned = t.to_floats();
+    f.data = f.owned.data();
+  }
+  return f;
+}
+
+[[noreturn]] void non_finite(const std::string& where, const std::string& name) {
+  fail("{}: initializer '{}' holds NaN or infinity; cannot quantize it", where, name);
+}
+
+// Per-tensor quantization of a big array: min/max and rounding in chunks.
+QuantParams parallel_quantize(const std::string& where, const std::string& name, const float* x, size_t n,
+                              QuantType type, bool symmetric, bool reduce, uint8_t* out) {
+    if (n == 0) return {1.0f, 0};
+    auto& pool = core::default_pool();
+    const bool small = n < (size_t{1} << 16);  // not worth waking the pool
+    std::vector<Range> ranges(pool.size(), Range{x[0], x[0], true});
+    std::atomic<size_t> slot{0};
+    if (small) ranges[0] = value_range(x, n);
+    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { ranges[slot++] = value_range(x + b, e - b); });
+    Range r = ranges[0];
+    for (const auto& c : ranges) {
+      r.lo = std::min(r.lo, c.lo);
+      r.hi = std::max(r.hi, c.hi);
+      r.finite = r.finite && c.finite;
+    }
+    if (!r.finite) non_finite(where, name);
+    int32_t qmin, qmax;
+    quant_range(type, reduce, symmetric, qmin, qmax);
+    QuantParams p = compute_scale_zp(r.lo, r.hi, qmin, qmax, symmetric);
+    if (small) quantize_with_params(x, n, p, type, out);
+    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with_params(x + b, e - b, p, type, out + b); });
+    return p;
+}
+
+std::string float_bytes(const std::vector<float>& v) {
+  std::string b(v.size() * 4, '\0');
+  if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+}  // namespace
+
+QuantizedWeight quantize_weight(const Tensor& w, QuantType type, bool symmetric, bool reduce,
+                                std::optional<int64_t> axis, const std::string& where) {
+  const std::string name = w.name;
+  QuantizedWeight out;
+  if (!axis) {
+    const Floats data = float_view(w);
+    out.bytes.assign(data.size, '\0');
+    QuantParams p = parallel_quantize(where, name, data.data, data.size, type, symmetric, reduce,
+                                      reinterpret_cast<uint8_t*>(out.bytes.data()));
+    out.scales = {p.scale};
+    out.zero_points = {p.zero_point};
+    return out;
+  }
+  const int64_t rank = static_cast<int64_t>(w.dims.size());
+  const int64_t ax = *axis < 0 ? *axis + rank : *axis;
+  if (ax < 0 || ax >= rank)
+    fail("{}: weight '{}' has a per-channel axis {} that is out of bounds for rank {}", where, name,
+         *axis, rank);
+  const Floats floats = float_view(w);
+  const float* data = floats.data;
+  const size_t channels = static_cast<size_t>(w.dims[static_cast<size_t>(ax)]);
+  size_t inner = 1, outer = 1;
+  for (int64_t i = ax + 1; i < rank; ++i) inner *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < ax; ++i) outer *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
+  std::string q(floats.size, '\0');
+  auto* qp = reinterpret_cast<uint8_t*>(q.data());
+  std::atomic<bool> finite{true};
+  std::vector<float> scales(channels);
+  std::vector<int32_t> zps(channels);
+  if (inner == 1 && outer > 0) {
+    // The channel is the last axis (MatMul's output columns): walk rows,
+    // keeping per-column ranges, instead of gathering strided columns.
+    int32_t qmin, qmax;
+    quant_range(type, reduce, symmetric, qmin, qmax);
+    std::vector<float> zp_f(channels);
+    core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
+      const size_t w = ce - cb;
+      std::vector<float> lo(data + cb, data + ce), hi(lo), probe(w, 0.0f);
+      for (size_t r = 0; r < outer; ++r) {
+        const float* row = data + r * channels + cb;
+        for (size_t j = 0; j < w; ++j) {
+          const float v = row[j];
+          lo[j] = v < lo[j] ? v : lo[j];
+          hi[j] = v > hi[j] ? v : hi[j];
+          probe[j] += v - v;  // per column, in row order: no reassociation
+        }
+      }
+      for (size_t j = 0; j < w; ++j) {
+        if (probe[j] != 0.0f || (data[cb + j] - data[cb + j]) != 0.0f) finite = false;
+        const QuantParams p = compute_scale_zp(lo[j], hi[j], qmin, qmax, symmetric);
+        scales[cb + j] = p.scale;
+        zps[cb + j] = p.zero_point;
+        zp_f[cb + j] = static_cast<float>(p.zero_point);
+      }
+      for (size_t r = 0; r < outer; ++r)
+        quantize_kernel<true>(data + r * channels + cb, w, scales.data() + cb, zp_f.data() + cb, type,
+                              qp + r * channels + cb);
+    });
+  } else {
+    core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
+      std::vector<float> buf(outer * inner);
+      std::vector<uint8_t> qbuf(outer * inner);
+      for (size_t c = cb; c < ce; ++c) {
+        // weights.take(c, axis): gather the channel, quantize, scatter back.
+        for (size_t o = 0; o < outer; ++o)
+          std::memcpy(&buf[o * inner], &data[(o * channels + c) * inner], inner * sizeof(float));
+        if (!buf.empty() && !value_range(buf.data(), buf.size()).finite) finite = false;
+        QuantParams p = quantize_values(buf.data(), buf.size(), type, symmetric, reduce, qbuf.data());
+        for (size_t o = 0; o < outer; ++o)
+          std::memcpy(qp + (o * channels + c) * inner, &qbuf[o * inner], inner);
+        scales[c] = p.scale;
+        zps[c] = p.zero_point;
+      }
+    });
+  }
+  if (!finite) non_finite(where, name);
+  out.bytes = std::move(q);
+  out.scales = std::move(scales);
+  out.zero_points = std::move(zps);
+  return out;
+}
+
+QuantizedNames add_quantized_weight(Graph& g, const Tensor& w, int32_t qtype, QuantizedWeight qw,
+                                    bool per_channel, const std::string& quantized_name) {
+  QuantizedNames n{quantized_name, w.name + "_scale", w.name + "_zero_point"};
+  const int32_t wtype = w.type;
+  const std::vector<int64_t> dims = w.dims;  // `w` may move when initializers grow
+  std::vector<int64_t> pdims;
+  if (per_channel) pdims = {static_cast<int64_t>(qw.scales.size())};
+  std::string zp_bytes(qw.zero_points.size(), '\0');
+  for (size_t c = 0; c < qw.zero_points.size(); ++c) zp_bytes[c] = static_cast<char>(qw.zero_points[c]);
+  g.add_initializer(Tensor(n.scale, wtype, pdims, float_bytes(qw.scales), Tensor::Storage::Typed));
+  g.add_initializer(Tensor(n.zero_point, qtype, pdims, std::move(zp_bytes), Tensor::Storage::Typed));
+  g.add_initializer(Tensor(n.quantized, qtype, dims, std::move(qw.bytes)));
+  return n;
+}
+
+// onnx_model.py clean_initializers: drop what nothing reads (or what a
+// node now produces, e.g. a shared weight dequantized back to float).
+void remove_unused_initializers(Graph& g, const std::string& where) {
+  auto users = g.consumers();
+  std::unordered_set<std::string> requested;
+  for (const auto& [name, _] : users) requested.insert(name);
+  for (const auto& o : g.outputs)
+    if (!o.name().empty()) requested.insert(o.name());
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs) requested.erase(o);
+  std::unordered_set<std::string> dropped;
+  for (const auto& t : g.initializers()) {
+    if (requested.count(t.name)) requested.erase(t.name);
+    else dropped.insert(t.name);
+  }
+  auto& inits = g.mutable_initializers();
+  std::erase_if(inits, [&](const Tensor& t) { return dropped.count(t.name) > 0; });
+  g.reindex_initializers();
+  std::erase_if(g.inputs, [&](const ::onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; });
+  for (const auto& i : g.inputs) requested.erase(i.name());
+  if (!requested.empty())
+    fail("{}: after quantization the graph reads '{}', which nothing defines", where, *requested.begin());
+}
+
 namespace {
 
 constexpr const char* kQuantSuffix = "_quantized";
@@ -196,12 +385,6 @@ struct QuantizedValue {
   std::string q_name, scale_name, zp_name;
   std::optional<int64_t> axis;
 };
-
-std::string float_bytes(const std::vector<float>& v) {
-  std::string b(v.size() * 4, '\0');
-  if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
 
 Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
                std::string name) {
@@ -605,182 +788,29 @@ class DynamicQuantizer {
 
   static QuantType to_quant_type(int32_t t) { return t == kInt8 ? QuantType::QInt8 : QuantType::QUInt8; }
 
-  // The weight as float32: its own bytes when they already are (no copy).
-  struct Floats {
-    std::vector<float> owned;
-    const float* data = nullptr;
-    size_t size = 0;
-  };
-  static Floats float_view(const Tensor& t) {
-    Floats f;
-    f.size = static_cast<size_t>(t.element_count());
-    const auto b = t.bytes();
-    if (t.type == kFloat && b.size() == f.size * 4 && reinterpret_cast<uintptr_t>(b.data()) % 4 == 0) {
-      f.data = reinterpret_cast<const float*>(b.data());
-    } else {
-      f.owned = t.to_floats();
-      f.data = f.owned.data();
-    }
-    return f;
-  }
-
-  [[noreturn]] void non_finite(const std::string& name) const {
-    fail("{}: initializer '{}' holds NaN or infinity; cannot quantize it", where_, name);
-  }
-
   QuantizedValue quantize_initializer(const Tensor& w, int32_t qtype, bool reduce_range) {
-    const std::string name = w.name;
-    const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
-                      scale_name = name + "_scale";
-    const Floats data = float_view(w);
-    const bool symmetric = symmetric_for(qtype);
-    const bool reduce = opt_.reduce_range && reduce_range;
-    std::string q(data.size, '\0');
-    QuantParams p = parallel_quantize(name, data.data, data.size, to_quant_type(qtype), symmetric, reduce,
-                                      reinterpret_cast<uint8_t*>(q.data()));
-    const int32_t wtype = w.type;
-    const std::vector<int64_t> dims = w.dims;  // `w` may move when initializers grow
-    g_.add_initializer(Tensor(scale_name, wtype, {}, float_bytes({p.scale}), Tensor::Storage::Typed));
-    g_.add_initializer(Tensor(zp_name, qtype, {}, std::string(1, static_cast<char>(p.zero_point)),
-                              Tensor::Storage::Typed));
-    g_.add_initializer(Tensor(q_name, qtype, dims, std::move(q)));
-    QuantizedValue v{q_name, scale_name, zp_name, std::nullopt};
-    qmap_[name] = v;
-    return v;
-  }
-
-  // Per-tensor quantization of a big array: min/max and rounding in chunks.
-  QuantParams parallel_quantize(const std::string& name, const float* x, size_t n, QuantType type,
-                                bool symmetric, bool reduce, uint8_t* out) {
-    if (n == 0) return {1.0f, 0};
-    auto& pool = core::default_pool();
-    const bool small = n < (size_t{1} << 16);  // not worth waking the pool
-    std::vector<Range> ranges(pool.size(), Range{x[0], x[0], true});
-    std::atomic<size_t> slot{0};
-    if (small) ranges[0] = value_range(x, n);
-    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { ranges[slot++] = value_range(x + b, e - b); });
-    Range r = ranges[0];
-    for (const auto& c : ranges) {
-      r.lo = std::min(r.lo, c.lo);
-      r.hi = std::max(r.hi, c.hi);
-      r.finite = r.finite && c.finite;
-    }
-    if (!r.finite) non_finite(name);
-    int32_t qmin, qmax;
-    quant_range(type, reduce, symmetric, qmin, qmax);
-    QuantParams p = compute_scale_zp(r.lo, r.hi, qmin, qmax, symmetric);
-    if (small) quantize_with_params(x, n, p, type, out);
-    else pool.parallel_chunks(0, n, [&](size_t b, size_t e) { quantize_with_params(x + b, e - b, p, type, out + b); });
-    return p;
+    QuantizedWeight qw = quantize_weight(w, to_quant_type(qtype), symmetric_for(qtype),
+                                         opt_.reduce_range && reduce_range, std::nullopt, where_);
+    return add_quantized(w, qtype, std::move(qw), std::nullopt);
   }
 
   QuantizedValue quantize_weight_per_channel(const Tensor& w, int32_t qtype, int64_t axis, bool reduce_range) {
-    const std::string name = w.name;
-    const int64_t rank = static_cast<int64_t>(w.dims.size());
-    const int64_t ax = axis < 0 ? axis + rank : axis;
-    if (ax < 0 || ax >= rank)
-      fail("{}: weight '{}' has a per-channel axis {} that is out of bounds for rank {}", where_, name,
-           axis, rank);
-    const Floats floats = float_view(w);
-    const float* data = floats.data;
-    const bool symmetric = symmetric_for(qtype);
-    const bool reduce = opt_.reduce_range && reduce_range;
-    const size_t channels = static_cast<size_t>(w.dims[static_cast<size_t>(ax)]);
-    size_t inner = 1, outer = 1;
-    for (int64_t i = ax + 1; i < rank; ++i) inner *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
-    for (int64_t i = 0; i < ax; ++i) outer *= static_cast<size_t>(w.dims[static_cast<size_t>(i)]);
-    std::string q(floats.size, '\0');
-    auto* qp = reinterpret_cast<uint8_t*>(q.data());
-    std::atomic<bool> finite{true};
-    std::vector<float> scales(channels);
-    std::vector<int32_t> zps(channels);
-    const QuantType type = to_quant_type(qtype);
-    if (inner == 1 && outer > 0) {
-      // The channel is the last axis (MatMul's output columns): walk rows,
-      // keeping per-column ranges, instead of gathering strided columns.
-      int32_t qmin, qmax;
-      quant_range(type, reduce, symmetric, qmin, qmax);
-      std::vector<float> zp_f(channels);
-      core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
-        const size_t w = ce - cb;
-        std::vector<float> lo(data + cb, data + ce), hi(lo), probe(w, 0.0f);
-        for (size_t r = 0; r < outer; ++r) {
-          const float* row = data + r * channels + cb;
-          for (size_t j = 0; j < w; ++j) {
-            const float v = row[j];
-            lo[j] = v < lo[j] ? v : lo[j];
-            hi[j] = v > hi[j] ? v : hi[j];
-            probe[j] += v - v;  // per column, in row order: no reassociation
-          }
-        }
-        for (size_t j = 0; j < w; ++j) {
-          if (probe[j] != 0.0f || (data[cb + j] - data[cb + j]) != 0.0f) finite = false;
-          const QuantParams p = compute_scale_zp(lo[j], hi[j], qmin, qmax, symmetric);
-          scales[cb + j] = p.scale;
-          zps[cb + j] = p.zero_point;
-          zp_f[cb + j] = static_cast<float>(p.zero_point);
-        }
-        for (size_t r = 0; r < outer; ++r)
-          quantize_kernel<true>(data + r * channels + cb, w, scales.data() + cb, zp_f.data() + cb, type,
-                                qp + r * channels + cb);
-      });
-    } else {
-    core::default_pool().parallel_chunks(0, channels, [&](size_t cb, size_t ce) {
-      std::vector<float> buf(outer * inner);
-      std::vector<uint8_t> qbuf(outer * inner);
-      for (size_t c = cb; c < ce; ++c) {
-        // weights.take(c, axis): gather the channel, quantize, scatter back.
-        for (size_t o = 0; o < outer; ++o)
-          std::memcpy(&buf[o * inner], &data[(o * channels + c) * inner], inner * sizeof(float));
-        if (!buf.empty() && !value_range(buf.data(), buf.size()).finite) finite = false;
-        QuantParams p = quantize_values(buf.data(), buf.size(), type, symmetric, reduce, qbuf.data());
-        for (size_t o = 0; o < outer; ++o)
-          std::memcpy(qp + (o * channels + c) * inner, &qbuf[o * inner], inner);
-        scales[c] = p.scale;
-        zps[c] = p.zero_point;
-      }
-    });
-    }
-    if (!finite) non_finite(name);
-    const std::string q_name = name + kQuantSuffix, zp_name = name + "_zero_point",
-                      scale_name = name + "_scale";
-    const int32_t wtype = w.type;
-    const std::vector<int64_t> dims = w.dims;
-    std::string zp_bytes(channels, '\0');
-    for (size_t c = 0; c < channels; ++c) zp_bytes[c] = static_cast<char>(zps[c]);
-    const int64_t count = static_cast<int64_t>(channels);
-    g_.add_initializer(Tensor(scale_name, wtype, {count}, float_bytes(scales), Tensor::Storage::Typed));
-    g_.add_initializer(Tensor(zp_name, qtype, {count}, std::move(zp_bytes), Tensor::Storage::Typed));
-    g_.add_initializer(Tensor(q_name, qtype, dims, std::move(q)));
+    QuantizedWeight qw = quantize_weight(w, to_quant_type(qtype), symmetric_for(qtype),
+                                         opt_.reduce_range && reduce_range, axis, where_);
     // ORT records the axis as passed (-1 for MatMul), not normalized.
-    QuantizedValue v{q_name, scale_name, zp_name, axis};
+    return add_quantized(w, qtype, std::move(qw), axis);
+  }
+
+  QuantizedValue add_quantized(const Tensor& w, int32_t qtype, QuantizedWeight qw, std::optional<int64_t> axis) {
+    const std::string name = w.name;
+    const std::string q_name = name + kQuantSuffix;
+    QuantizedNames n = add_quantized_weight(g_, w, qtype, std::move(qw), axis.has_value(), q_name);
+    QuantizedValue v{n.quantized, n.scale, n.zero_point, axis};
     qmap_[name] = v;
     return v;
   }
 
-  // onnx_model.py clean_initializers: drop what nothing reads (or what a
-  // node now produces, e.g. a shared weight dequantized back to float).
-  void clean_initializers() {
-    auto users = g_.consumers();
-    std::unordered_set<std::string> requested;
-    for (const auto& [name, _] : users) requested.insert(name);
-    for (const auto& o : g_.outputs)
-      if (!o.name().empty()) requested.insert(o.name());
-    for (const auto& n : g_.nodes)
-      for (const auto& o : n.outputs) requested.erase(o);
-    std::unordered_set<std::string> dropped;
-    for (const auto& t : g_.initializers()) {
-      if (requested.count(t.name)) requested.erase(t.name);
-      else dropped.insert(t.name);
-    }
-    auto& inits = g_.mutable_initializers();
-    std::erase_if(inits, [&](const Tensor& t) { return dropped.count(t.name) > 0; });
-    g_.reindex_initializers();
-    std::erase_if(g_.inputs, [&](const ::onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; });
-    for (const auto& i : g_.inputs) requested.erase(i.name());
-    if (!requested.empty())
-      fail("{}: after quantization the graph reads '{}', which nothing defines", where_, *requested.begin());
-  }
+  void clean_initializers() { remove_unused_initializers(g_, where_); }
 
   Model& model_;
   Graph& g_;
@@ -807,6 +837,57 @@ QuantizeReport quantize_dynamic(Model& model, const QuantizeOptions& options) {
            "Gemm is always rewritten to MatMul + Add first)",
            op);
   return DynamicQuantizer(model, options).run();
+}
+
+QuantizeFileResult quantize_dynamic_file(const std::string& input, const std::string& output,
+                                         const QuantizeFileOptions& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(output, ec) && fs::exists(input, ec) && fs::equivalent(input, output, ec))
+    fail("{}: output would overwrite the input", output);
+  const auto start = std::chrono::steady_clock::now();
+  auto lap = [last = start](const char* what) mutable {
+    const auto now = std::chrono::steady_clock::now();
+    core::log_verbose("{}: {:.3f} s", what, std::chrono::duration<double>(now - last).count());
+    last = now;
+  };
+  const QuantizeOptions& q = options.quantize;
+  if (q.weight_type == QuantType::QInt8 && q.op_types.count("Conv"))
+    core::log_warning(
+        "Conv with qint8 weights becomes ConvInteger(uint8, int8), which ONNX Runtime before 1.17 "
+        "cannot load; use --weight-type quint8 for such runtimes (docs/onnx.md)");
+
+  QuantizeFileResult result;
+  Model model = load_model(input);
+  lap("load");
+  check_model(model);  // also refuses opsets newer than libonnx knows
+  lap("check input");
+  if (options.preprocess) {
+    const PassStats pre = simplify(model.graph);
+    result.constants_folded = pre.constants_folded;
+    result.nodes_removed = pre.nodes_removed;
+    result.initializers_removed = pre.initializers_removed;
+  }
+  lap("pre-process");
+  infer_shapes(model);
+  lap("shape inference");
+  core::log_verbose("pre-processing: {} constants folded, {} nodes and {} initializers removed",
+                    result.constants_folded, result.nodes_removed, result.initializers_removed);
+
+  result.report = options.quantizer ? options.quantizer(model) : quantize_dynamic(model, q);
+  lap("quantize");
+  model.header.set_producer_name("medquant");
+  model.header.set_producer_version(MEDQUANT_VERSION);
+  with_context(output + ": the quantized graph failed its check (a medquant bug)",
+               [&] { check_model(model); });
+  lap("check output");
+
+  SaveOptions save;
+  if (options.external_data) save.external_data = SaveOptions::ExternalData::Always;
+  save_model(model, output, save);
+  lap("save");
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 }  // namespace medquant::onnx

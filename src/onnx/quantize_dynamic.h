@@ -19,11 +19,13 @@
 // per-channel quantizes along B's last axis (output columns); Conv is always
 // per-tensor (as in ORT). Activations are uint8, computed at run time.
 //
-// Static QDQ (calibrated activations) will plug in as another Mode using the
-// same weight quantizer (quantize_weight_*) and naming.
+// Static QDQ (calibrated activations, quantize_static.h) uses the same weight
+// quantizer (quantize_weight) and naming.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +72,27 @@ struct QuantizeReport {
 // the node or tensor on anything it cannot do correctly.
 QuantizeReport quantize_dynamic(Model& model, const QuantizeOptions& options);
 
+// A whole file, as `medquant quantize onnx` does it: load, check, the
+// clean-ups (passes.h simplify) unless told not to, shape inference,
+// quantize_dynamic, check the result, save (atomically). Refuses an output
+// that would overwrite the input. Verbose log lines time each stage.
+struct QuantizeFileOptions {
+  QuantizeOptions quantize;
+  bool preprocess = true;
+  bool external_data = false;  // always write <output>.data (automatic past 2 GiB)
+  // Replaces quantize_dynamic (static QDQ: calibrate, then quantize_static).
+  std::function<QuantizeReport(Model&)> quantizer;
+};
+
+struct QuantizeFileResult {
+  QuantizeReport report;
+  size_t constants_folded = 0, nodes_removed = 0, initializers_removed = 0;  // pre-processing
+  double seconds = 0;
+};
+
+QuantizeFileResult quantize_dynamic_file(const std::string& input, const std::string& output,
+                                         const QuantizeFileOptions& options);
+
 // ---- The arithmetic, exposed for tests (mirrors quant_utils.py) ----
 
 struct QuantParams {
@@ -91,5 +114,29 @@ void quantize_with_params(const float* values, size_t count, QuantParams params,
                           uint8_t* out);
 QuantParams quantize_values(const float* values, size_t count, QuantType type, bool symmetric,
                             bool reduce_range, uint8_t* out);
+
+// ---- Weights, shared with the static (QDQ) quantizer ----
+
+// A weight quantized per tensor (one scale) or per channel (one per channel).
+struct QuantizedWeight {
+  std::string bytes;  // int8/uint8 elements, the weight's shape
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+};
+// quantize_data (per tensor, axis unset) or per channel along `axis`
+// (negative counts from the end). Throws Error naming `where` and the tensor
+// on NaN/infinity or an axis out of range.
+QuantizedWeight quantize_weight(const Tensor& w, QuantType type, bool symmetric, bool reduce_range,
+                                std::optional<int64_t> axis, const std::string& where);
+struct QuantizedNames {
+  std::string quantized, scale, zero_point;
+};
+// Adds `<w>_scale`, `<w>_zero_point` (scalars, or [channels] when
+// per_channel) and the quantized tensor `quantized_name` to `g`.
+QuantizedNames add_quantized_weight(Graph& g, const Tensor& w, int32_t qtype, QuantizedWeight qw,
+                                    bool per_channel, const std::string& quantized_name);
+// onnx_model.py clean_initializers: drops initializers (and their graph
+// inputs) that nothing reads; Error if a node reads a value nothing defines.
+void remove_unused_initializers(Graph& g, const std::string& where);
 
 }  // namespace medquant::onnx

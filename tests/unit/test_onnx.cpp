@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "onnx/model_io.h"
 #include "onnx/passes.h"
+#include "onnx/calibrate.h"
 #include "onnx/quantize_dynamic.h"
 
 namespace fs = std::filesystem;
@@ -358,4 +359,79 @@ TEST(OnnxPasses, DeadNodesAndIdentityGo) {
   EXPECT_EQ(g.nodes[0].inputs[0], "x");
   EXPECT_EQ(s.nodes_removed, 2u);
   EXPECT_EQ(g.initializers().size(), 0u);
+}
+
+// ---- calibration (onnx/calibrate.h) against numpy / onnxruntime.quantization.calibrate ----
+
+TEST(OnnxCalibrate, HistogramEdgesAndBinsMatchNumpy) {
+  // np.histogram([-3.7, 0.1, 3.7, 1.23456], 7, range=(-3.7, 3.7)) in float32.
+  const std::vector<float> edges = histogram_edges(-3.7f, 3.7f, 7);
+  const std::vector<float> expected = {-0x1.d9999ap+1f, -0x1.524924p+1f, -0x1.95f16p+0f, -0x1.0ea0e8p-1f,
+                                       0x1.0ea0e8p-1f,  0x1.95f15cp+0f,  0x1.524926p+1f, 0x1.d9999ap+1f};
+  EXPECT_EQ(edges, expected);
+  std::vector<int64_t> hist(7, 0);
+  for (float v : {-3.7f, 0.1f, 3.7f, 1.23456f}) ++hist[histogram_bin(edges, v)];
+  EXPECT_EQ(hist, (std::vector<int64_t>{1, 0, 0, 1, 1, 0, 1}));
+  // An empty range widens to +-0.5 as np.histogram does.
+  EXPECT_EQ(histogram_edges(2.0f, 2.0f, 2), (std::vector<float>{1.5f, 2.0f, 2.5f}));
+}
+
+namespace {
+
+// ((i * 7919) % 10007 - 5003)^3 / 1e9 + 7.5 in float32: the same values in numpy.
+std::vector<float> cubic_data() {
+  std::vector<float> x(6000);
+  for (int64_t i = 0; i < 6000; ++i) {
+    const int64_t q = (i * 7919) % 10007 - 5003;
+    x[static_cast<size_t>(i)] = static_cast<float>(q * q * q) / 1e9f + 7.5f;
+  }
+  return x;
+}
+
+TensorRange calibrate_cubic(CalibrationOptions options) {
+  const std::vector<float> x = cubic_data();
+  Calibrator c(options, {"x"});
+  for (int pass = 0; pass < c.passes(); ++pass) {
+    c.begin_pass(pass);
+    c.observe("x", x.data(), 3000);  // two samples, as ORT's collector sees two arrays
+    c.observe("x", x.data() + 3000, 3000);
+  }
+  return c.compute().at("x");
+}
+
+}  // namespace
+
+// Expected values: HistogramCollector(method, symmetric, bins, 128, percentile)
+// .collect({"x": [x[:3000], x[3000:]]}) of onnxruntime 1.32 on the same data.
+TEST(OnnxCalibrate, MinMaxPercentileEntropyMatchOrt) {
+  using M = CalibrationMethod;
+  const float lo = -0x1.d6e68ap+6f, hi = 0x1.097344p+7f;
+  auto r = calibrate_cubic({.method = M::MinMax});
+  EXPECT_EQ(r.lo, lo);
+  EXPECT_EQ(r.hi, hi);
+  r = calibrate_cubic({.method = M::MinMax, .symmetric = 1});
+  EXPECT_EQ(r.lo, -hi);
+  EXPECT_EQ(r.hi, hi);
+  r = calibrate_cubic({.method = M::Percentile});  // symmetric, 2048 bins, 99.999
+  EXPECT_EQ(r.lo, lo);
+  EXPECT_EQ(r.hi, 0x1.095216p+7f);
+  r = calibrate_cubic({.method = M::Percentile, .symmetric = 0, .percentile = 99.9});
+  EXPECT_EQ(r.lo, -0x1.d5b8f8p+6f);
+  EXPECT_EQ(r.hi, 0x1.08ee8cp+7f);
+  r = calibrate_cubic({.method = M::Entropy});  // 128 bins: one candidate, the data's range
+  EXPECT_EQ(r.lo, lo);
+  EXPECT_EQ(r.hi, hi);
+  r = calibrate_cubic({.method = M::Entropy, .num_bins = 1000});  // the KL search picks a tighter top
+  EXPECT_EQ(r.lo, lo);
+  EXPECT_EQ(r.hi, 0x1.dfef2p+6f);
+}
+
+TEST(OnnxCalibrate, RefusesBadSettingsAndEmptyData) {
+  auto make = [](CalibrationOptions o) { Calibrator c(o, {"x"}); };
+  EXPECT_THROW(make({.method = CalibrationMethod::Percentile, .percentile = 101}), Error);
+  EXPECT_THROW(make({.method = CalibrationMethod::Entropy, .num_bins = 64}), Error);
+  Calibrator c({}, {"x"});
+  c.begin_pass(0);
+  EXPECT_THROW(c.compute(), Error);
+  EXPECT_THROW(c.observe("y", nullptr, 0), Error);
 }
