@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # medquant quantize onnx vs onnxruntime quantize_dynamic on a ViT-B/16-shaped
-# encoder: wall time, peak RSS, output size, cosine to FP32 (bench/quantize_onnx.py).
-# Usage: bench/quantize_onnx.sh [path/to/medquant] [--out row.json]
+# encoder: wall time, peak RSS, output size, cosine to FP32 (bench/quantize_onnx.py);
+# --static: quantize_static (QDQ) with 32 calibration inputs instead.
+# Usage: bench/quantize_onnx.sh [path/to/medquant] [--static] [--out row.json]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../scripts/env.sh
