@@ -30,8 +30,9 @@ import onnx_models  # noqa: E402
 
 
 # medquant's default static op list (onnx/quantize_static.h), given to ORT too.
-STATIC_OPS = ["ArgMax", "Add", "AveragePool", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Flatten", "Gemm",
-               "GlobalAveragePool", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
+STATIC_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "CumSum", "EmbedLayerNormalization",
+               "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool", "InstanceNormalization",
+               "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
                "Squeeze", "TopK", "Transpose", "Unsqueeze"]
 
 

@@ -15,14 +15,15 @@
 namespace medquant::onnx {
 
 std::set<std::string> static_default_op_types() {
-  return {"ArgMax",    "Add",     "AveragePool", "Concat",  "Conv",    "CumSum",  "EmbedLayerNormalization",
-          "Flatten",   "Gemm",    "GlobalAveragePool", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape",
-          "Sigmoid",   "Slice",   "Softmax",     "Squeeze", "TopK",    "Transpose", "Unsqueeze"};
+  return {"ArgMax",    "Add",          "AveragePool", "BatchNormalization", "Concat",  "Conv",
+          "CumSum",    "EmbedLayerNormalization",    "Flatten", "Gather", "GatherElements", "Gemm",
+          "GlobalAveragePool", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool",
+          "Mul",       "Reshape",      "Sigmoid",     "Slice",   "Softmax", "Squeeze", "TopK", "Transpose",
+          "Unsqueeze"};
 }
 
 std::set<std::string> static_unsupported_op_types() {
-  return {"BatchNormalization", "Clip", "ConvTranspose", "Gather", "GatherElements", "InstanceNormalization",
-          "LayerNormalization", "Pad", "Relu", "Resize", "Split", "Where"};
+  return {"Clip", "ConvTranspose", "Pad", "Relu", "Resize", "Split", "Where"};
 }
 
 namespace {
@@ -173,7 +174,7 @@ class StaticQuantizer {
     const int64_t rank = static_cast<int64_t>(t->dims.size());
     const int64_t a = axis < 0 ? axis + rank : axis;
     if (a < 0 || a >= rank) {
-      core::log_warning("{}: axis {} is out of range for weight '{}' of rank {}; quantized per tensor", where_,
+      core::log_verbose("{}: axis {} is out of range for weight '{}' of rank {}; quantized per tensor", where_,
                         axis, name, rank);
       return std::nullopt;
     }
@@ -232,6 +233,29 @@ class StaticQuantizer {
       if (n.inputs.size() == 3 && !n.inputs[2].empty()) {
         if (!gemm || g_.find_initializer(n.inputs[2])) add_bias(index, n.inputs[2]);
         else core::log_warning("{}: bias of Gemm {} is not constant; kept in float", where_, label);
+      }
+    } else if (n.op_type == "LayerNormalization" || n.op_type == "BatchNormalization" ||
+               n.op_type == "InstanceNormalization") {
+      // QDQNormalization: input, scale as a weight (per-channel axis 1 when it
+      // has one), the bias as int32 like Conv's, every output.
+      mark(n.inputs[0], Kind::Activation);
+      if (n.inputs.size() > 1) {
+        if (g_.find_initializer(n.inputs[1])) mark_weight(n.inputs[1], 1);
+        else mark(n.inputs[1], Kind::Activation);
+      }
+      if (n.inputs.size() > 2 && !n.inputs[2].empty()) add_bias(index, n.inputs[2]);
+      for (const auto& name : n.outputs) mark(name, Kind::Activation);
+    } else if (n.op_type == "Gather" || n.op_type == "GatherElements") {
+      // QDQGather: a float table is quantized with the activation type and the
+      // output shares its parameters; else the output shares those of a quantized input.
+      const Tensor* table = g_.find_initializer(n.inputs[0]);
+      if (table && is_float_type(table->type)) {
+        mark(n.inputs[0], Kind::Activation);
+        mark_shared(n.outputs[0], n.inputs[0]);
+      } else if (is_marked(n.inputs[0])) {
+        mark_shared(n.outputs[0], n.inputs[0]);
+      } else {
+        return report_.entries.push_back({label, n.op_type, false, "input not quantized"});
       }
     } else if (kDirect8Bit.count(n.op_type)) {
       // QDQDirect8BitOp: the output shares the input's parameters, when the
@@ -461,14 +485,15 @@ class StaticQuantizer {
   // _quantize_bias_tensors: int32, zero point 0, scale input_scale * weight_scale * beta.
   void emit_biases() {
     for (const auto& b : biases_) {
-      const auto in = activation_params(b.input);
-      auto wit = weights_.find(b.weight);
-      if (!in || wit == weights_.end() || !marked_index_.count(b.input))
+      // _get_tensor_quantization_scale: the scales the Q/DQ pairs use (an input
+      // sharing its producer's parameters has the producer's scale).
+      auto in = params_of_.find(b.input);
+      auto wq = params_of_.find(b.weight);
+      if (in == params_of_.end() || wq == params_of_.end())
         fail("{}: cannot quantize bias '{}': its input '{}' or weight '{}' has no quantization scale", where_,
              b.name, b.input, b.weight);
-      const Tensor* w = g_.find_initializer(b.weight + "_scale");
-      std::vector<float> wscales(w->element_count());
-      std::memcpy(wscales.data(), w->bytes().data(), wscales.size() * 4);
+      const std::vector<float> in_scale = g_.find_initializer(in->second.first)->to_floats();
+      const std::vector<float> wscales = g_.find_initializer(wq->second.first)->to_floats();
       const Tensor* bt = g_.find_initializer(b.name);
       std::vector<float> data = bt->to_floats();
       const std::vector<int64_t> dims = bt->dims;
@@ -478,7 +503,7 @@ class StaticQuantizer {
         beta = 1.0f;
       }
       std::vector<float> scales(wscales.size());
-      for (size_t i = 0; i < scales.size(); ++i) scales[i] = in->scale * wscales[i] * beta;  // float32, as numpy
+      for (size_t i = 0; i < scales.size(); ++i) scales[i] = in_scale[0] * wscales[i] * beta;  // float32, as numpy
       std::vector<int32_t> q(data.size());
       bool clipped = false;
       for (size_t i = 0; i < data.size(); ++i) {

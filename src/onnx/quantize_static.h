@@ -15,6 +15,9 @@
 //   Reshape, Transpose, Squeeze, Unsqueeze, Flatten, Slice, pooling, TopK
 //               (QDQDirect8BitOp) the output, with the input's own scale and
 //               zero point, if the input is quantized already
+//   Gather      a float table (quantized with the activation type), the
+//               output sharing its parameters
+//   Layer/Batch/InstanceNormalization  input, scale as a weight (axis 1), bias as Conv's
 //   other ops   (QDQOperatorBase) every float input and output, initializers
 //               quantized with the activation type; Softmax's output range
 //               is [0, 1]
@@ -59,7 +62,7 @@ struct StaticQuantizeOptions {
 // rules medquant does not implement (see static_unsupported_op_types).
 std::set<std::string> static_default_op_types();
 // Ops with their own QDQ rules in ORT that medquant does not reproduce yet
-// (Relu, Clip, LayerNormalization, Gather, Split, Where, ...): refused
+// (Relu, Clip, Split, Where, Pad, Resize, ConvTranspose): refused
 // in op_types rather than quantized differently.
 std::set<std::string> static_unsupported_op_types();
 

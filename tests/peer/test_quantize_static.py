@@ -39,8 +39,9 @@ BIN = os.environ.get("MEDQUANT_BIN", "medquant")
 RESULTS = {}
 
 # medquant's default op list (docs/onnx.md): ORT's minus the ops with QDQ rules medquant lacks.
-DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "Concat", "Conv", "CumSum", "EmbedLayerNormalization", "Flatten", "Gemm",
-               "GlobalAveragePool", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
+DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "CumSum", "EmbedLayerNormalization",
+               "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool", "InstanceNormalization",
+               "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
                "Squeeze", "TopK", "Transpose", "Unsqueeze"]
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
