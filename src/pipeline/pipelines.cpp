@@ -15,8 +15,6 @@
 #include "hub/verify.h"
 #include "models/biomedclip/export.h"
 #include "models/gemma3/convert.h"
-#include "onnx/model_io.h"
-#include "onnx/passes.h"
 #include "onnx/quantize_dynamic.h"
 #include "pipeline/step_runner.h"
 #include "validate/onnx_validation.h"
@@ -26,9 +24,6 @@
 
 #ifndef MEDQUANT_SOURCE_DIR
 #define MEDQUANT_SOURCE_DIR ""
-#endif
-#ifndef MEDQUANT_VERSION
-#define MEDQUANT_VERSION "0.0.0"
 #endif
 
 namespace medquant::pipeline {
@@ -84,23 +79,6 @@ Step verify_step(const std::string& ckpt) {
 
 std::string path_in(const std::string& dir, const std::string& name) {
   return (fs::path(dir) / name).string();
-}
-
-// The flow of `medquant quantize onnx` with its defaults: load, check, the
-// clean-ups, shape inference, quantize_dynamic, check, save (atomically).
-// TODO: call onnx::quantize_dynamic_file once it lands with the static
-// quantizer's commit (it moves this flow out of cli/quantize_onnx.cpp).
-onnx::QuantizeReport quantize_int8(const std::string& in, const std::string& out, const onnx::QuantizeOptions& q) {
-  onnx::Model model = onnx::load_model(in);
-  onnx::check_model(model);
-  onnx::simplify(model.graph);
-  onnx::infer_shapes(model);
-  onnx::QuantizeReport report = onnx::quantize_dynamic(model, q);
-  model.header.set_producer_name("medquant");
-  model.header.set_producer_version(MEDQUANT_VERSION);
-  with_context(out + ": the quantized graph failed its check (a medquant bug)", [&] { onnx::check_model(model); });
-  onnx::save_model(model, out);
-  return report;
 }
 
 validate::Report single_report(std::string title, std::string command, validate::Validation v) {
@@ -162,13 +140,14 @@ PipelineResult run_biomedclip(const BiomedClipOptions& o) {
               }});
 
   // quantize onnx's defaults: qint8, per-tensor, MatMul only, pre-processing.
-  const onnx::QuantizeOptions qo;
+  const onnx::QuantizeFileOptions qo;
   runner.run({"quantize", {vision},
-              fmt::format("qint8={} per_channel={} reduce_range={} ops=default preprocess=1",
-                          qo.weight_type == onnx::QuantType::QInt8, qo.per_channel, qo.reduce_range),
+              fmt::format("qint8={} per_channel={} reduce_range={} ops=default preprocess={}",
+                          qo.quantize.weight_type == onnx::QuantType::QInt8, qo.quantize.per_channel,
+                          qo.quantize.reduce_range, qo.preprocess),
               {int8}, [&](const StepContext& ctx) -> StepOutcome {
-                const auto r = quantize_int8(vision, ctx.staged(int8), qo);
-                return {fmt::format("dynamic INT8, {} nodes quantized", r.quantized_count())};
+                const auto r = onnx::quantize_dynamic_file(vision, ctx.staged(int8), qo);
+                return {fmt::format("dynamic INT8, {} nodes quantized", r.report.quantized_count())};
               }});
 
   std::vector<std::string> label_inputs = {text, path_in(ckpt, "vocab.txt")};
