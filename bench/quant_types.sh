@@ -21,10 +21,11 @@
 #   the ONNX option sets on the full-size ViT-B/16 (cosine to FP32 does mean
 #   something for a random network's embeddings; zero-shot does not).
 #
-# Usage: bench/quant_types.sh [path/to/medquant] [--threads N] [--big] [--big-types "Q4_K_S Q8_0"] [--skip-tiny]
+# Usage: bench/quant_types.sh [path/to/medquant] [--threads N] [--big] [--big-types "Q4_K_S Q8_0"]
+#                             [--skip-tiny] [--only gguf|onnx]
 # Tiny fixtures only: ~4 minutes on an idle 2-core machine. --big adds the
 # mix table (seconds), ~5 minutes per --big-types entry and ~2 for the ViT.
-# --skip-tiny runs only the --big part.
+# --skip-tiny runs only the --big part; --only measures one of the two families.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../scripts/env.sh
@@ -35,12 +36,14 @@ threads=2
 big=0
 big_types="Q4_K_S Q8_0"
 tiny=1
+only=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --big) big=1; shift ;;
     --big-types) big_types="$2"; shift 2 ;;
     --skip-tiny) tiny=0; big=1; shift ;;
+    --only) only="$2"; shift 2 ;;
     *) echo "error: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -66,6 +69,9 @@ onnx_sets=(
   "quint8|--weight-type quint8"
   "quint8 --per-channel|--weight-type quint8 --per-channel"
   "quint8 + Conv|--weight-type quint8 --op-types MatMul,Conv"
+  # static QDQ, calibrated on the fixture's 3 images (validation uses 16 other, synthetic ones)
+  "static, MatMul|--static --calib $fixtures/tiny-biomedclip/images --op-types MatMul"
+  "static, ORT's default ops|--static --calib $fixtures/tiny-biomedclip/images"
 )
 onnx_rows() {  # onnx_rows <fp32.onnx> <labels.json or ""> <folder>: quantize + validate every set
   local ref=$1 labels=$2 out=$3 i=0 set name opts
@@ -98,7 +104,7 @@ print()
 EOF
 }
 
-if [[ $tiny -eq 1 ]]; then
+if [[ $tiny -eq 1 && $only != onnx ]]; then
 # --- GGUF on the tiny Gemma 3 -------------------------------------------------
 echo "converting and quantizing tests/fixtures/tiny-gemma3 ..." >&2
 g="$work/gguf"
@@ -139,7 +145,9 @@ print(f"| F32 (reference) | 32.00 | {ref['file_size'] / 1e6:.2f} | | | | "
       f"| {ref['speed']['prompt']['tokens_per_second']:.0f} | {ref['speed']['generation']['tokens_per_second']:.0f} |")
 print()
 EOF
+fi
 
+if [[ $tiny -eq 1 && $only != gguf ]]; then
 # --- ONNX on the tiny BiomedCLIP ----------------------------------------------
 echo "exporting and quantizing tests/fixtures/tiny-biomedclip ..." >&2
 o="$work/onnx"
@@ -158,7 +166,9 @@ fi
 # --- the benchmark shapes (random weights) -----------------------------------
 bench="$MEDQUANT_CACHE/bench"
 big_hf="$bench/hf/medgemma-4b-it"  # bench/convert_gguf.sh makes it there
-if [[ -f "$big_hf/config.json" ]]; then
+if [[ $only == onnx ]]; then
+  :
+elif [[ -f "$big_hf/config.json" ]]; then
   echo "Gemma-3-4B-shaped checkpoint ($big_hf) ..." >&2
   b="$work/big"
   mkdir -p "$b"
@@ -208,7 +218,9 @@ else
 fi
 
 big_clip="$bench/biomedclip-vit_b16-bert_base"
-if [[ -d "$big_clip" ]]; then
+if [[ $only == gguf ]]; then
+  :
+elif [[ -d "$big_clip" ]]; then
   echo "BiomedCLIP-shaped checkpoint ($big_clip) ..." >&2
   c="$work/bigclip"
   mkdir -p "$c"
