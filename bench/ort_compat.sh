@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Which onnxruntime versions load the ONNX files medquant writes: the tiny
 # BiomedCLIP fixture exported (FP32 vision + text) and quantized with each
-# `quantize onnx` weight option, each run in every listed onnxruntime (one
+# `quantize onnx` weight option and static QDQ, each run in every listed onnxruntime (one
 # throwaway venv per version under $MEDQUANT_CACHE/ort-compat/, pip-installed
 # once) and compared with the pinned onnxruntime's outputs. Prints a markdown
 # table (docs/formats.md).
@@ -36,6 +36,8 @@ mq quantize onnx "$v" -o "$work/int8_qint8_reduce_range.onnx" --reduce-range
 mq quantize onnx "$v" -o "$work/int8_quint8.onnx" --weight-type quint8
 mq quantize onnx "$v" -o "$work/int8_quint8_conv.onnx" --weight-type quint8 --op-types MatMul,Conv
 mq quantize onnx "$v" -o "$work/int8_qint8_conv.onnx" --op-types MatMul,Conv 2> /dev/null
+mq quantize onnx "$v" -o "$work/int8_static_matmul.onnx" --static --calib "$fixture/images" --op-types MatMul
+mq quantize onnx "$v" -o "$work/int8_static_default_ops.onnx" --static --calib "$fixture/images"
 mq quantize onnx "$work/biomedclip_text.onnx" -o "$work/text_int8_qint8.onnx"
 models=("$work/biomedclip_vision.onnx" "$work/biomedclip_text.onnx" "$work"/int8_*.onnx "$work/text_int8_qint8.onnx")
 
