@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ BUILD_DIR = Path(os.environ.get("MEDQUANT_BUILD_DIR", ""))
 PEER_TOOL = BUILD_DIR / "tests" / "peer" / "convert_peer_tool"
 CLIP = FIXTURES / "tiny-biomedclip"
 GEMMA = FIXTURES / "tiny-gemma3"
+sys.path.insert(0, str(Path(__file__).parent))
+from mock_hub import MockHub, files_of_folder  # noqa: E402
+
 LABELS_TXT = Path(__file__).resolve().parents[2] / "data" / "biomedclip_labels.txt"
 
 CLIP_FILES = ["biomedclip_vision_int8.onnx", "biomedclip_vision.onnx", "biomedclip_text.onnx", "labels.json"]
@@ -213,3 +217,33 @@ def test_clear_errors_and_nothing_in_the_layout(tmp_path):
     p = run("pipeline", "biomedclip", "--from", GEMMA, "-o", out, check=False)
     assert p.returncode == 1 and "error: biomedclip step export: " in p.stderr, p.stderr
     assert not (out / "models").exists()
+
+
+def test_from_a_hub_repo_id(demo, tmp_path):
+    """--from org/name: fetched through the hub client (a mock hub on 127.0.0.1), then the same steps."""
+    hub = MockHub().start()
+    try:
+        sha = hub.add_repo("medquant-test/tiny-biomedclip").commit(files_of_folder(CLIP))
+        env = {k: v for k, v in os.environ.items()
+               if not k.lower().endswith("_proxy") and not k.startswith(("HF_", "HUGGING"))}
+        env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), NO_PROXY="*", no_proxy="*")
+        out = tmp_path / "deploy"
+        cmd = [BIN, "pipeline", "biomedclip", "--from", "medquant-test/tiny-biomedclip", "-o", out]
+        p = subprocess.run([*map(str, cmd)], env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert f"fetch medquant-test/tiny-biomedclip@{sha}:" in p.stderr
+        assert {s for (_, s), v in steps(p.stderr).items() if v == "ran"} == set(CLIP_STEPS)
+        for name in CLIP_FILES[:3]:  # the same encoders as from the local folder
+            ours = ort.InferenceSession(str(out / "models" / "biomedclip" / name), providers=["CPUExecutionProvider"])
+            local = ort.InferenceSession(str(demo[0] / "models" / "biomedclip" / name), providers=["CPUExecutionProvider"])
+            i = ours.get_inputs()
+            feeds = {x.name: (np.ones(x.shape, np.int64) if x.type != "tensor(float)" else
+                              np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)) for x in i}
+            assert np.array_equal(ours.run(None, feeds)[0], local.run(None, feeds)[0]), name
+        again = subprocess.run([*map(str, cmd)], env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and all(v == "skipped" for v in steps(again.stderr).values()), again.stderr
+        missing = subprocess.run([*map(str, [BIN, "pipeline", "biomedclip", "--from", "medquant-test/nope", "-o",
+                                             tmp_path / "x"])], env=env, capture_output=True, text=True, timeout=600)
+        assert missing.returncode == 1 and "error: fetch medquant-test/nope" in missing.stderr, missing.stderr
+    finally:
+        hub.stop()
