@@ -30,10 +30,10 @@ import onnx_models  # noqa: E402
 
 
 # medquant's default static op list (onnx/quantize_static.h), given to ORT too.
-STATIC_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "CumSum", "EmbedLayerNormalization",
-               "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool", "InstanceNormalization",
-               "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
-               "Squeeze", "TopK", "Transpose", "Unsqueeze"]
+STATIC_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "CumSum",
+               "EmbedLayerNormalization", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool",
+               "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Relu",
+               "Reshape", "Sigmoid", "Slice", "Softmax", "Squeeze", "TopK", "Transpose", "Unsqueeze"]
 
 
 def measured(cmd):

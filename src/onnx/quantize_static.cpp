@@ -15,15 +15,15 @@
 namespace medquant::onnx {
 
 std::set<std::string> static_default_op_types() {
-  return {"ArgMax",    "Add",          "AveragePool", "BatchNormalization", "Concat",  "Conv",
+  return {"ArgMax",    "Add",          "AveragePool", "BatchNormalization", "Clip",    "Concat",  "Conv",
           "CumSum",    "EmbedLayerNormalization",    "Flatten", "Gather", "GatherElements", "Gemm",
           "GlobalAveragePool", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool",
-          "Mul",       "Reshape",      "Sigmoid",     "Slice",   "Softmax", "Squeeze", "TopK", "Transpose",
+          "Mul",       "Relu",         "Reshape",     "Sigmoid", "Slice",   "Softmax", "Squeeze", "TopK", "Transpose",
           "Unsqueeze"};
 }
 
 std::set<std::string> static_unsupported_op_types() {
-  return {"Clip", "ConvTranspose", "Pad", "Relu", "Resize", "Split", "Where"};
+  return {"ConvTranspose", "Pad", "Resize", "Split", "Where"};
 }
 
 namespace {
@@ -100,8 +100,11 @@ class StaticQuantizer {
         break;
       }
 
+    adjust_ranges();
     // quantize_model: let each selected node mark its tensors.
     for (size_t i = 0; i < g_.nodes.size(); ++i) mark_node(i);
+    for (size_t i = g_.nodes.size(); i-- > 0;)  // remove_nodes: folded Relu/Clip
+      if (removed_.count(i)) g_.nodes.erase(g_.nodes.begin() + static_cast<ptrdiff_t>(i));
     compute_weight_params();
     adjust_weight_scales_for_bias();
     emit_tensors();
@@ -257,6 +260,19 @@ class StaticQuantizer {
       } else {
         return report_.entries.push_back({label, n.op_type, false, "input not quantized"});
       }
+    } else if (n.op_type == "Relu" || n.op_type == "Clip") {
+      // QDQRemovableActivation: with asymmetric activations the producer's
+      // Q/DQ pair does the clipping, so the node goes when it can.
+      if (!is_marked(n.inputs[0]))
+        return report_.entries.push_back({label, n.op_type, false, "input not quantized"});
+      const std::string up = n.inputs[0], out = n.outputs[0];
+      if (!opt_.activation_symmetric && try_replacing_upstream_output(up, out)) {
+        removed_.insert(index);
+        mark(out, Kind::Activation);
+        return report_.entries.push_back({label, n.op_type, true, "removed: the producer's Q/DQ clips"});
+      }
+      mark(up, Kind::Activation);
+      mark(out, Kind::Activation);
     } else if (kDirect8Bit.count(n.op_type)) {
       // QDQDirect8BitOp: the output shares the input's parameters, when the
       // input is quantized already (MaxPool from opset 12).
@@ -272,6 +288,38 @@ class StaticQuantizer {
       if (n.op_type == "Softmax") softmax_outputs_.insert(n.outputs[0]);  // adjust_tensor_ranges
     }
     report_.entries.push_back({label, n.op_type, true, "QDQ"});
+  }
+
+  // try_replacing_upstream_output: the producer of `up` writes `out` directly.
+  bool try_replacing_upstream_output(const std::string& up, const std::string& out) {
+    if (!ranges_.count(out) || !ranges_.count(up)) return false;
+    const auto users = g_.consumers();
+    auto it = users.find(up);
+    if (it == users.end() || it->second.size() != 1 || g_.is_graph_output(up) || g_.is_graph_input(up))
+      return false;
+    for (auto& node : g_.nodes)
+      for (auto& o : node.outputs)
+        if (o == up) o = out;
+    if (auto m = marked_index_.find(up); m != marked_index_.end()) {
+      marked_.erase(marked_.begin() + static_cast<ptrdiff_t>(m->second));
+      marked_index_.clear();
+      for (size_t i = 0; i < marked_.size(); ++i) marked_index_[marked_[i].name] = i;
+    }
+    return true;
+  }
+
+  // adjust_tensor_ranges: a Relu/Clip input with no other reader takes the output's range.
+  void adjust_ranges() {
+    const auto users = g_.consumers();
+    for (const auto& n : g_.nodes) {
+      if (n.op_type != "Relu" && n.op_type != "Clip") continue;
+      std::string why;
+      if (!selected(n, why)) continue;
+      auto it = users.find(n.inputs[0]);
+      if (it == users.end() || it->second.size() != 1) continue;
+      if (!ranges_.count(n.inputs[0]) || !ranges_.count(n.outputs[0])) continue;
+      range_override_[n.inputs[0]] = ranges_.at(n.outputs[0]);
+    }
   }
 
   void add_bias(size_t index, const std::string& bias) {
@@ -309,6 +357,8 @@ class StaticQuantizer {
     TensorRange r;
     if (softmax_outputs_.count(name)) {
       r = {0.0f, 1.0f};
+    } else if (auto o = range_override_.find(name); o != range_override_.end()) {
+      r = o->second;
     } else {
       auto it = ranges_.find(name);
       if (it == ranges_.end()) return std::nullopt;
@@ -548,6 +598,8 @@ class StaticQuantizer {
   std::vector<Bias> biases_;
   std::unordered_map<std::string, size_t> bias_index_;
   std::unordered_set<std::string> softmax_outputs_;
+  std::unordered_map<std::string, TensorRange> range_override_;
+  std::set<size_t> removed_;  // node indices of folded Relu/Clip
   std::unordered_map<std::string, WeightParams> weights_;
   // quantized_value_map: the scale and zero point names of every quantized tensor.
   std::unordered_map<std::string, std::pair<std::string, std::string>> params_of_;

@@ -18,6 +18,9 @@
 //   Gather      a float table (quantized with the activation type), the
 //               output sharing its parameters
 //   Layer/Batch/InstanceNormalization  input, scale as a weight (axis 1), bias as Conv's
+//   Relu, Clip  removed when the input is quantized and read by nothing else
+//               (its producer writes the output; the Q/DQ pair clips), else
+//               input and output (QDQRemovableActivation)
 //   other ops   (QDQOperatorBase) every float input and output, initializers
 //               quantized with the activation type; Softmax's output range
 //               is [0, 1]
@@ -62,7 +65,7 @@ struct StaticQuantizeOptions {
 // rules medquant does not implement (see static_unsupported_op_types).
 std::set<std::string> static_default_op_types();
 // Ops with their own QDQ rules in ORT that medquant does not reproduce yet
-// (Relu, Clip, Split, Where, Pad, Resize, ConvTranspose): refused
+// (Split, Where, Pad, Resize, ConvTranspose): refused
 // in op_types rather than quantized differently.
 std::set<std::string> static_unsupported_op_types();
 

@@ -39,10 +39,10 @@ BIN = os.environ.get("MEDQUANT_BIN", "medquant")
 RESULTS = {}
 
 # medquant's default op list (docs/onnx.md): ORT's minus the ops with QDQ rules medquant lacks.
-DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "CumSum", "EmbedLayerNormalization",
-               "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool", "InstanceNormalization",
-               "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Reshape", "Sigmoid", "Slice", "Softmax",
-               "Squeeze", "TopK", "Transpose", "Unsqueeze"]
+DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "CumSum",
+               "EmbedLayerNormalization", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool",
+               "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Relu",
+               "Reshape", "Sigmoid", "Slice", "Softmax", "Squeeze", "TopK", "Transpose", "Unsqueeze"]
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
 
@@ -225,6 +225,39 @@ def test_elementwise_bit_identical(tmp_path, case):
     so, sr = session(ours), session(ref)
     for a, b in zip(so.run(None, feeds[0]), sr.run(None, feeds[0])):
         np.testing.assert_array_equal(a, b)
+
+
+def conv_relu_model(seed=9):
+    """Conv -> Relu -> Conv -> Clip(0, 6), and a Relu whose input has a second reader
+    (ORT folds the first kind into the producer's Q/DQ and keeps the second)."""
+    rng = np.random.default_rng(seed)
+    w = lambda n, shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), n)  # noqa: E731
+    inits = [w("w1", (8, 3, 3, 3)), w("b1", (8,)), w("w2", (8, 8, 3, 3)), w("b2", (8,)),
+             numpy_helper.from_array(np.array(0, np.float32), "lo"), numpy_helper.from_array(np.array(6, np.float32), "hi")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["y"], name="clip"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Add", ["r2", "y"], ["z"], name="add"),
+    ]
+    vi = lambda n, c: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, 8, 8])  # noqa: E731
+    g = helper.make_graph(nodes, "conv_relu", [vi("x", 3)], [vi("z", 8)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("option_set", ["default", "per_channel", "symmetric_act_per_channel", "quint8_act"])
+def test_removable_activations_match_quantize_static(tmp_path, option_set):
+    model = conv_relu_model()
+    feeds = onnx_models.random_inputs(model, 0, 6)
+    flags, kwargs = OPTION_SETS[option_set]
+    fp32, ours, ref = both(tmp_path, model, feeds, "minmax", flags, kwargs)
+    rel = compare_models(ours, ref, exact=False)
+    assert rel < 1e-5, rel
+    compare_outputs(fp32, ours, ref, model, f"conv_relu/minmax/{option_set}", rel, tmp_path)
 
 
 MODEL_CASES = [(m, meth, o) for m in ["matmul_2d", "matmul_3d_gelu", "gemm", "conv", "attention_block",
