@@ -33,7 +33,8 @@ import onnx_models  # noqa: E402
 STATIC_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "CumSum",
                "EmbedLayerNormalization", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool",
                "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Relu",
-               "Reshape", "Sigmoid", "Slice", "Softmax", "Squeeze", "TopK", "Transpose", "Unsqueeze"]
+               "Reshape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "TopK", "Transpose", "Unsqueeze",
+               "Where"]
 
 
 def measured(cmd):

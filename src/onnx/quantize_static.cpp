@@ -15,15 +15,15 @@
 namespace medquant::onnx {
 
 std::set<std::string> static_default_op_types() {
-  return {"ArgMax",    "Add",          "AveragePool", "BatchNormalization", "Clip",    "Concat",  "Conv",
-          "CumSum",    "EmbedLayerNormalization",    "Flatten", "Gather", "GatherElements", "Gemm",
+  return {"ArgMax",  "Add",       "AveragePool", "BatchNormalization", "Clip",    "Concat",   "Conv",
+          "CumSum",  "EmbedLayerNormalization",    "Flatten", "Gather",  "GatherElements",     "Gemm",
           "GlobalAveragePool", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool",
-          "Mul",       "Relu",         "Reshape",     "Sigmoid", "Slice",   "Softmax", "Squeeze", "TopK", "Transpose",
-          "Unsqueeze"};
+          "Mul",     "Relu",      "Reshape",     "Sigmoid", "Slice",   "Softmax",  "Split",   "Squeeze",
+          "TopK",    "Transpose", "Unsqueeze",   "Where"};
 }
 
 std::set<std::string> static_unsupported_op_types() {
-  return {"ConvTranspose", "Pad", "Resize", "Split", "Where"};
+  return {"ConvTranspose", "Pad", "Resize"};
 }
 
 namespace {
@@ -273,6 +273,15 @@ class StaticQuantizer {
       }
       mark(up, Kind::Activation);
       mark(out, Kind::Activation);
+    } else if (n.op_type == "Where") {
+      // QDQWhere: the output, when both value inputs are quantized.
+      if (n.inputs.size() < 3 || !is_marked(n.inputs[1]) || !is_marked(n.inputs[2]))
+        return report_.entries.push_back({label, n.op_type, false, "value inputs not quantized"});
+      for (const auto& name : n.outputs) mark(name, Kind::Activation);
+    } else if (n.op_type == "Split") {
+      // QDQSplit: the input, and every output with the input's parameters.
+      if (!is_marked(n.inputs[0])) mark(n.inputs[0], Kind::Activation);
+      for (const auto& name : n.outputs) mark_shared(name, n.inputs[0]);
     } else if (kDirect8Bit.count(n.op_type)) {
       // QDQDirect8BitOp: the output shares the input's parameters, when the
       // input is quantized already (MaxPool from opset 12).

@@ -14,7 +14,8 @@
 //               beta set to 1
 //   Reshape, Transpose, Squeeze, Unsqueeze, Flatten, Slice, pooling, TopK
 //               (QDQDirect8BitOp) the output, with the input's own scale and
-//               zero point, if the input is quantized already
+//               zero point, if the input is quantized already; Split: every
+//               output so; Where: the output when both value inputs are quantized
 //   Gather      a float table (quantized with the activation type), the
 //               output sharing its parameters
 //   Layer/Batch/InstanceNormalization  input, scale as a weight (axis 1), bias as Conv's
@@ -65,7 +66,7 @@ struct StaticQuantizeOptions {
 // rules medquant does not implement (see static_unsupported_op_types).
 std::set<std::string> static_default_op_types();
 // Ops with their own QDQ rules in ORT that medquant does not reproduce yet
-// (Split, Where, Pad, Resize, ConvTranspose): refused
+// (Pad, Resize, ConvTranspose): refused
 // in op_types rather than quantized differently.
 std::set<std::string> static_unsupported_op_types();
 

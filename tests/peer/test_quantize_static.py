@@ -42,7 +42,8 @@ RESULTS = {}
 DEFAULT_OPS = ["ArgMax", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "CumSum",
                "EmbedLayerNormalization", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool",
                "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Relu",
-               "Reshape", "Sigmoid", "Slice", "Softmax", "Squeeze", "TopK", "Transpose", "Unsqueeze"]
+               "Reshape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "TopK", "Transpose", "Unsqueeze",
+               "Where"]
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
 
@@ -258,6 +259,44 @@ def test_removable_activations_match_quantize_static(tmp_path, option_set):
     rel = compare_models(ours, ref, exact=False)
     assert rel < 1e-5, rel
     compare_outputs(fp32, ours, ref, model, f"conv_relu/minmax/{option_set}", rel, tmp_path)
+
+
+def split_where_model(seed=10):
+    """Split and Where after a quantized producer."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda a, n: numpy_helper.from_array(np.asarray(a, np.float32), n)  # noqa: E731
+    i64 = lambda a, n: numpy_helper.from_array(np.asarray(a, np.int64), n)  # noqa: E731
+    inits = [f32(rng.standard_normal((8, 8)) * 0.3, "w"), i64([4, 4], "halves")]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+        helper.make_node("Split", ["m", "halves"], ["s1", "s2"], name="split", axis=1),
+        helper.make_node("Where", ["cond", "s1", "s2"], ["sel"], name="where"),
+        helper.make_node("Add", ["sel", "s2"], ["y"], name="add"),
+    ]
+    vi = lambda n, shape, t=TensorProto.FLOAT: helper.make_tensor_value_info(n, t, shape)  # noqa: E731
+    g = helper.make_graph(nodes, "split_where", [vi("x", [4, 8]), vi("cond", [4, 4], TensorProto.BOOL)],
+                          [vi("y", [4, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def split_where_feeds(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((4, 8)).astype(np.float32), "cond": rng.random((4, 4)) > 0.5}
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("option_set", ["default", "quint8_act"])
+def test_split_where_match_quantize_static(tmp_path, option_set):
+    model = split_where_model()
+    flags, kwargs = OPTION_SETS[option_set]
+    fp32, ours, ref = both(tmp_path, model, split_where_feeds(5), "minmax", flags, kwargs)
+    rel = compare_models(ours, ref, exact=False)
+    assert rel < 1e-5, rel
+    feed = split_where_feeds(1, 9)[0]
+    for a, b in zip(session(ours).run(None, feed), session(ref).run(None, feed)):
+        assert cosine(a, b) > 0.999
 
 
 MODEL_CASES = [(m, meth, o) for m in ["matmul_2d", "matmul_3d_gelu", "gemm", "conv", "attention_block",
