@@ -203,6 +203,7 @@ PipelineResult run_medgemma(const MedGemmaOptions& o) {
   const std::string model = path_in(dir, medgemma_file_name(o.type));
   const std::string mmproj = path_in(dir, kMmprojFileName);
   const std::string reference = path_in(o.out, ".medquant/work/medgemma-4b-reference.gguf");
+  const std::string reference_mmproj = path_in(o.out, ".medquant/work/mmproj-medgemma-4b-f32.gguf");
   const std::string report_dir = path_in(o.out, "report/medgemma");
   const std::string type = lower(o.type);
 
@@ -224,13 +225,17 @@ PipelineResult run_medgemma(const MedGemmaOptions& o) {
                 return {fmt::format("{} text model {} + mmproj F16", r.architecture, r.files.at(0).outtype)};
               }});
 
-  // The unquantized reference validation compares against (the checkpoint's own float type).
-  runner.run({"reference", {ckpt}, "outtype=auto", {reference}, [&](const StepContext& ctx) -> StepOutcome {
+  // The unquantized references validation compares against: the text model in
+  // the checkpoint's own float type, the projector in F32 (test-all finds both).
+  runner.run({"reference", {ckpt}, "outtype=auto mmproj=f32", {reference, reference_mmproj},
+              [&](const StepContext& ctx) -> StepOutcome {
                 models::gemma3::ConvertOptions c;
                 c.model_dir = ckpt;
                 c.output = ctx.staged(reference);
+                c.mmproj = ctx.staged(reference_mmproj);
+                c.mmproj_outtype = "f32";
                 const auto r = models::gemma3::convert_gguf(c, core::default_pool());
-                return {fmt::format("unquantized {}", r.files.at(0).outtype)};
+                return {fmt::format("unquantized {} text model + mmproj F32", r.files.at(0).outtype)};
               }});
 
   validate::GgufOptions v = o.validation;

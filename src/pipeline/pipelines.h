@@ -10,8 +10,8 @@
 //                         mmproj-medgemma-4b-f16.gguf     vision projector
 //   <out>/report/<biomedclip|medgemma>/report.{md,json,html}
 //   <out>/.medquant/steps.json                            stamps (step_runner.h)
-//   <out>/.medquant/work/medgemma-4b-reference.gguf       unquantized reference for validation
-//                                                         (test-all finds it there)
+//   <out>/.medquant/work/medgemma-4b-reference.gguf       unquantized references for validation
+//                         mmproj-medgemma-4b-f32.gguf     (test-all finds them there)
 #pragma once
 
 #include <string>

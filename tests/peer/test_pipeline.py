@@ -80,6 +80,7 @@ def test_demo_passes_test_all(demo):
     out, p = demo
     assert "ALL TESTS PASSED" in p.stdout
     assert "[PASS] BiomedCLIP INT8" in p.stdout and "[PASS] MedGemma Q4_K_S" in p.stdout
+    assert "[PASS] MedGemma vision projector F16" in p.stdout  # against the F32 projector in .medquant/work
     assert p.stderr == ""  # -q: no log lines
     html = out / "report" / "report.html"
     assert f"report: {html}" in p.stdout and html.stat().st_size > 0
@@ -113,7 +114,9 @@ def test_layout_files_load_in_llama_cpp(demo, tmp_path):
     d = out / "models" / "medgemma"
     assert sorted(f.name for f in d.iterdir()) == sorted(GEMMA_FILES)
     assert not any((out / "models").rglob(".*"))  # no temporaries left
-    for f in [*d.iterdir(), out / ".medquant" / "work" / "medgemma-4b-reference.gguf"]:
+    work = out / ".medquant" / "work"
+    assert sorted(f.name for f in work.iterdir()) == ["medgemma-4b-reference.gguf", "mmproj-medgemma-4b-f32.gguf"]
+    for f in [*d.iterdir(), *work.iterdir()]:
         assert len(gguf.GGUFReader(f).tensors) > 0
     ftype = gguf.GGUFReader(d / GEMMA_FILES[0]).fields["general.file_type"]
     assert int(ftype.parts[ftype.data[0]][0]) == gguf.LlamaFileType.MOSTLY_Q4_K_S
