@@ -86,7 +86,7 @@ int run(Args& a) {
 }  // namespace
 
 void add_validate_gguf_command(CLI::App& root, Commands& commands) {
-  CLI::App* group = verb_group(root, "validate", "Validate a build against its reference (gguf)");
+  CLI::App* group = verb_group(root, "validate", "Validate a build against its reference (onnx, gguf)");
   auto* app = group->add_subcommand(
       "gguf",
       "A GGUF build against its F16/BF16/F32 reference through llama.cpp: PPL, KL divergence and "

@@ -854,7 +854,7 @@ QuantizeFileResult quantize_dynamic_file(const std::string& input, const std::st
   const QuantizeOptions& q = options.quantize;
   if (q.weight_type == QuantType::QInt8 && q.op_types.count("Conv"))
     core::log_warning(
-        "Conv with qint8 weights becomes ConvInteger(uint8, int8), which ONNX Runtime before 1.17 "
+        "Conv with qint8 weights becomes ConvInteger(uint8, int8), which ONNX Runtime before 1.24 "
         "cannot load; use --weight-type quint8 for such runtimes (docs/onnx.md)");
 
   QuantizeFileResult result;

@@ -95,6 +95,7 @@ std::string StepRunner::hash_path(const std::string& path) {
 
 std::string StepRunner::step_key(const Step& step) {
   core::Sha256 h;
+  h.update("medquant " MEDQUANT_VERSION "\n");  // another release may write other bytes
   h.update(step_id(step));
   h.update("\n");
   h.update(step.options);
