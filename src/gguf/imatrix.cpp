@@ -152,6 +152,40 @@ Imatrix load_gguf(const std::string& path) {
 
 }  // namespace
 
+void write_imatrix(const std::string& path, const ImatrixSums& data) {
+  if (data.entries.empty()) fail("{}: no imatrix entries to write", path);
+  std::vector<KeyValue> kvs = {
+      {"general.type", Value::string("imatrix")},
+      {"imatrix.datasets", Value::string_array(data.datasets)},
+      {"imatrix.chunk_count", Value::scalar<uint32_t>(data.chunk_count)},
+      {"imatrix.chunk_size", Value::scalar<uint32_t>(data.chunk_size)},
+  };
+  std::vector<TensorInfo> infos;
+  std::vector<std::vector<float>> payloads;
+  for (const auto& [name, e] : data.entries) {
+    const int64_t nmat = static_cast<int64_t>(e.counts.size());
+    if (nmat == 0 || e.sums.empty() || e.sums.size() % e.counts.size() != 0)
+      fail("{}: imatrix entry '{}' has {} sums for {} counts", path, name, e.sums.size(), nmat);
+    TensorInfo sums;
+    sums.name = name + ".in_sum2";
+    sums.ne = {static_cast<int64_t>(e.sums.size()) / nmat, nmat, 1, 1};
+    TensorInfo counts;
+    counts.name = name + ".counts";
+    counts.ne = {1, nmat, 1, 1};
+    for (TensorInfo* t : {&sums, &counts}) {
+      t->type = quant::Type::F32;
+      t->n_dims = t->effective_n_dims();  // as ggml writes them
+      infos.push_back(*t);
+    }
+    payloads.push_back(e.sums);
+    payloads.emplace_back(e.counts.begin(), e.counts.end());
+  }
+  Writer w(path, std::move(kvs), std::move(infos));
+  for (const auto& p : payloads)
+    w.write({reinterpret_cast<const uint8_t*>(p.data()), p.size() * sizeof(float)});
+  w.commit();
+}
+
 Imatrix load_imatrix(const std::string& path) {
   std::optional<core::MappedFile> file;
   file.emplace(path);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,5 +35,23 @@ struct Imatrix {
 // Reads either format (GGUF when the file starts with "GGUF"); throws Error
 // naming the file and the entry or offset on malformed input.
 Imatrix load_imatrix(const std::string& path);
+
+// Sums as llama-imatrix collects them (its Stats), before normalisation.
+struct ImatrixSums {
+  struct Entry {
+    std::vector<float> sums;      // ne[0] * counts.size(): sums of squared activations
+    std::vector<int64_t> counts;  // per expert (one for a dense weight)
+  };
+  std::map<std::string, Entry> entries;  // sorted by name, the order llama-imatrix writes
+  std::vector<std::string> datasets;
+  uint32_t chunk_count = 0;
+  uint32_t chunk_size = 0;
+};
+
+// Writes the GGUF format above as llama-imatrix's save_imatrix does (keys
+// general.type = "imatrix", imatrix.datasets, imatrix.chunk_count,
+// imatrix.chunk_size; per entry "W.in_sum2" [ne0, n_expert] and "W.counts"
+// [1, n_expert]), atomically.
+void write_imatrix(const std::string& path, const ImatrixSums& sums);
 
 }  // namespace medquant::gguf

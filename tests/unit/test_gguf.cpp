@@ -588,6 +588,31 @@ TEST(Imatrix, GgufFormatNormalisedPerExpert) {
   EXPECT_EQ(im.entries.at("w"), (std::vector<float>{2.0f, 1.0f, 1.0f, 1.0f}));
 }
 
+TEST(Imatrix, WrittenAsLlamaImatrixAndReadBack) {
+  ImatrixSums s;
+  s.entries["blk.0.ffn_up.weight"] = {{4.0f, 8.0f}, {2}};
+  s.entries["blk.0.ffn_down_exps.weight"] = {{3.0f, 6.0f, 5.0f, 7.0f}, {3, 0}};
+  s.datasets = {"medical.txt"};
+  s.chunk_count = 2;
+  s.chunk_size = 64;
+  const fs::path p = temp_dir() / "written.imatrix.gguf";
+  write_imatrix(p.string(), s);
+  const Reader r(p.string());
+  ASSERT_EQ(r.tensors().size(), 4u);  // sorted by name, in_sum2 then counts
+  EXPECT_EQ(r.tensors()[0].name, "blk.0.ffn_down_exps.weight.in_sum2");
+  EXPECT_EQ(r.tensors()[0].shape_string(), "[2, 2]");
+  EXPECT_EQ(r.tensors()[1].name, "blk.0.ffn_down_exps.weight.counts");
+  EXPECT_EQ(r.tensors()[3].n_dims, 1u);  // [1, 1] as ggml writes it
+  EXPECT_EQ(r.header().get_string("general.type"), "imatrix");
+  const Imatrix im = load_imatrix(p.string());
+  EXPECT_EQ(im.chunk_count, 2);
+  EXPECT_EQ(im.datasets, std::vector<std::string>{"medical.txt"});
+  EXPECT_EQ(im.entries.at("blk.0.ffn_up.weight"), (std::vector<float>{2.0f, 4.0f}));
+  EXPECT_EQ(im.entries.at("blk.0.ffn_down_exps.weight"), (std::vector<float>{1.0f, 2.0f, 1.0f, 1.0f}));
+  EXPECT_THAT([&] { write_imatrix((temp_dir() / "empty.gguf").string(), {}); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("no imatrix entries")));
+}
+
 // ---------------------------------------------------------------- plan
 
 Header model_header(const std::string& arch, uint32_t n_layer, uint32_t n_head, uint32_t n_head_kv,
