@@ -39,6 +39,7 @@ void add_validate_gguf_command(CLI::App& root, Commands& commands);
 void add_validate_onnx_command(CLI::App& root, Commands& commands);
 void add_test_all_command(CLI::App& root, Commands& commands);
 void add_pipeline_command(CLI::App& root, Commands& commands);
+void add_imatrix_command(CLI::App& root, Commands& commands);
 void add_demo_command(CLI::App& root, Commands& commands);
 
 }  // namespace medquant::cli

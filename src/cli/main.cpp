@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   cli::add_validate_onnx_command(app, commands);
   cli::add_test_all_command(app, commands);
   cli::add_pipeline_command(app, commands);
+  cli::add_imatrix_command(app, commands);
   cli::add_demo_command(app, commands);
   // Global flags are accepted after the subcommand too ("medquant inspect f -q").
   for (auto& c : commands)

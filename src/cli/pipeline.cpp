@@ -51,7 +51,10 @@ void add_pipeline_command(CLI::App& root, Commands& commands) {
   gemma->add_option("--type", g->type, "Quantized mix, as llama-quantize names it")->default_val("Q4_K_S");
   gemma->add_option("--imatrix", g->imatrix, "Importance matrix from llama-imatrix (GGUF or .dat) for the mix");
   gemma->add_option("--imatrix-text", g->imatrix_text,
-                    "Compute an importance matrix from this text (not available yet: use llama-imatrix and --imatrix)");
+                    "Compute an importance matrix from this text on the unquantized reference, as llama-imatrix");
+  gemma->add_option("--imatrix-ctx", g->imatrix_ctx, "Tokens per chunk for --imatrix-text, as llama-imatrix -c")
+      ->default_val(512)
+      ->check(CLI::Range(16, 1 << 20));
   gemma->add_option("--text", g->validation.text_path, "Evaluation text (default: the built-in medical sample)");
   gemma->add_option("--ctx", g->validation.eval.n_ctx, "Tokens per chunk for validation, as llama-perplexity -c")
       ->default_val(512)

@@ -138,6 +138,8 @@ Context::Context(const Model& model, const ContextOptions& o) {
   p.n_seq_max = o.n_seq_max;
   p.n_threads = o.threads;
   p.n_threads_batch = o.threads;
+  p.cb_eval = o.cb_eval;
+  p.cb_eval_user_data = o.cb_eval_user_data;
   // What common_context_params_to_llama changes from the library defaults.
   p.swa_full = false;
   p.no_perf = false;

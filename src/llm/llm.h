@@ -22,6 +22,7 @@ struct llama_model;
 struct llama_context;
 struct llama_vocab;
 struct llama_batch_ext;
+struct ggml_tensor;
 
 namespace medquant::llm {
 
@@ -86,6 +87,9 @@ struct ContextOptions {
   uint32_t n_ubatch = 512;  // physical batch
   uint32_t n_seq_max = 1;
   int threads = 1;          // n_threads and n_threads_batch
+  // ggml_backend_sched_eval_callback, called for every graph node (llama-imatrix's cb_eval).
+  bool (*cb_eval)(ggml_tensor* t, bool ask, void* user_data) = nullptr;
+  void* cb_eval_user_data = nullptr;
 };
 
 // A llama.cpp context with the parameters llama.cpp's common library derives

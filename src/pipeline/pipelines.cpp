@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "hub/fetch.h"
 #include "hub/verify.h"
+#include "llm/imatrix.h"
 #include "models/biomedclip/export.h"
 #include "models/gemma3/convert.h"
 #include "onnx/quantize_dynamic.h"
@@ -107,11 +108,12 @@ void check_medgemma_options(const MedGemmaOptions& o) {
     for (const auto& n : quantized) known += (known.empty() ? "" : ", ") + upper(n);
     fail("--type {}: not a quantized type medquant writes (one of: {})", o.type, known);
   }
-  if (!o.imatrix_text.empty())
-    fail("--imatrix-text: computing an importance matrix is not built into medquant yet; make one "
-         "with llama.cpp's llama-imatrix (-m <unquantized.gguf> -f {}) and pass it with --imatrix",
-         o.imatrix_text);
   std::error_code ec;
+  if (!o.imatrix_text.empty() && !o.imatrix.empty())
+    fail("--imatrix-text {} and --imatrix {}: give one importance matrix source, not both", o.imatrix_text,
+         o.imatrix);
+  if (!o.imatrix_text.empty() && !fs::is_regular_file(o.imatrix_text, ec))
+    fail("--imatrix-text {}: no such file", o.imatrix_text);
   if (!o.imatrix.empty() && !fs::is_regular_file(o.imatrix, ec)) fail("--imatrix {}: no such file", o.imatrix);
 }
 
@@ -209,22 +211,6 @@ PipelineResult run_medgemma(const MedGemmaOptions& o) {
 
   runner.run(verify_step(ckpt));
 
-  // One pass to the mix (text model) and the projector at F16.
-  std::vector<std::string> convert_inputs = {ckpt};
-  if (!o.imatrix.empty()) convert_inputs.push_back(o.imatrix);
-  runner.run({"convert", convert_inputs, fmt::format("outtype={} mmproj=f16 imatrix={}", type, !o.imatrix.empty()),
-              {model, mmproj}, [&](const StepContext& ctx) -> StepOutcome {
-                models::gemma3::ConvertOptions c;
-                c.model_dir = ckpt;
-                c.output = ctx.staged(model);
-                c.mmproj = ctx.staged(mmproj);
-                c.outtype = type;
-                c.mmproj_outtype = "f16";
-                c.imatrix = o.imatrix;
-                const auto r = models::gemma3::convert_gguf(c, core::default_pool());
-                return {fmt::format("{} text model {} + mmproj F16", r.architecture, r.files.at(0).outtype)};
-              }});
-
   // The unquantized references validation compares against: the text model in
   // the checkpoint's own float type, the projector in F32 (test-all finds both).
   runner.run({"reference", {ckpt}, "outtype=auto mmproj=f32", {reference, reference_mmproj},
@@ -236,6 +222,38 @@ PipelineResult run_medgemma(const MedGemmaOptions& o) {
                 c.mmproj_outtype = "f32";
                 const auto r = models::gemma3::convert_gguf(c, core::default_pool());
                 return {fmt::format("unquantized {} text model + mmproj F32", r.files.at(0).outtype)};
+              }});
+
+  // An importance matrix from --imatrix-text, computed on the unquantized
+  // reference as llama-imatrix would, then used by the convert step.
+  std::string imatrix = o.imatrix;
+  if (!o.imatrix_text.empty()) {
+    imatrix = path_in(o.out, ".medquant/work/imatrix.gguf");
+    runner.run({"imatrix", {reference, o.imatrix_text}, fmt::format("ctx={}", o.imatrix_ctx), {imatrix},
+                [&](const StepContext& ctx) -> StepOutcome {
+                  llm::ImatrixOptions io;
+                  io.n_ctx = o.imatrix_ctx;
+                  io.threads = std::max(1, static_cast<int>(core::default_threads()));
+                  const auto r = llm::compute_imatrix(reference, o.imatrix_text, ctx.staged(imatrix), io);
+                  return {fmt::format("{} entries from {} chunks of {} tokens", r.n_entries, r.n_chunks,
+                                      o.imatrix_ctx)};
+                }});
+  }
+
+  // One pass to the mix (text model) and the projector at F16.
+  std::vector<std::string> convert_inputs = {ckpt};
+  if (!imatrix.empty()) convert_inputs.push_back(imatrix);
+  runner.run({"convert", convert_inputs, fmt::format("outtype={} mmproj=f16 imatrix={}", type, !imatrix.empty()),
+              {model, mmproj}, [&](const StepContext& ctx) -> StepOutcome {
+                models::gemma3::ConvertOptions c;
+                c.model_dir = ckpt;
+                c.output = ctx.staged(model);
+                c.mmproj = ctx.staged(mmproj);
+                c.outtype = type;
+                c.mmproj_outtype = "f16";
+                c.imatrix = imatrix;
+                const auto r = models::gemma3::convert_gguf(c, core::default_pool());
+                return {fmt::format("{} text model {} + mmproj F16", r.architecture, r.files.at(0).outtype)};
               }});
 
   validate::GgufOptions v = o.validation;

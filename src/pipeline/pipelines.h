@@ -35,7 +35,8 @@ struct BiomedClipOptions : CommonOptions {
 struct MedGemmaOptions : CommonOptions {
   std::string type = "Q4_K_S";  // a quantized mix of convert gguf
   std::string imatrix;          // an importance matrix file (llama-imatrix output), optional
-  std::string imatrix_text;     // refused for now: see check_medgemma_options
+  std::string imatrix_text;     // compute an importance matrix from this text (step "imatrix")
+  int imatrix_ctx = 512;        // its chunk size (llama-imatrix -c)
   validate::GgufOptions validation;  // text, context, speed, thresholds (files set here)
 };
 
@@ -49,7 +50,8 @@ struct PipelineResult {
 std::string medgemma_file_name(const std::string& type);  // "medgemma-4b-q4_k_s.gguf"
 inline constexpr const char* kMmprojFileName = "mmproj-medgemma-4b-f16.gguf";
 
-// Throws Error for an unknown or unquantized --type and for --imatrix-text.
+// Throws Error for an unknown or unquantized --type, for both --imatrix and
+// --imatrix-text, and for a missing file.
 void check_medgemma_options(const MedGemmaOptions& options);
 
 PipelineResult run_biomedclip(const BiomedClipOptions& options);

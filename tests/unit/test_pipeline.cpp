@@ -176,7 +176,7 @@ TEST_F(StepRunnerTest, AFailedValidationPlacesOutputsButIsNotStamped) {
   EXPECT_EQ(runs_, 2);
 }
 
-TEST(PipelineOptions, UnknownOrUnquantizedTypesAndImatrixTextAreRefused) {
+TEST(PipelineOptions, UnknownOrUnquantizedTypesAndBadImatrixTextAreRefused) {
   medquant::pipeline::MedGemmaOptions o;
   o.type = "Q4_K_S";
   EXPECT_NO_THROW(medquant::pipeline::check_medgemma_options(o));
@@ -186,7 +186,11 @@ TEST(PipelineOptions, UnknownOrUnquantizedTypesAndImatrixTextAreRefused) {
     EXPECT_THROW(medquant::pipeline::check_medgemma_options(o), medquant::Error) << bad;
   }
   o.type = "q8_0";
-  o.imatrix_text = "medical.txt";
+  o.imatrix_text = "no-such-medical.txt";  // a missing text
+  EXPECT_THROW(medquant::pipeline::check_medgemma_options(o), medquant::Error);
+  o.imatrix_text = __FILE__;  // an existing text, with --imatrix too
+  EXPECT_NO_THROW(medquant::pipeline::check_medgemma_options(o));
+  o.imatrix = __FILE__;
   EXPECT_THROW(medquant::pipeline::check_medgemma_options(o), medquant::Error);
 }
 
