@@ -3,14 +3,16 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <set>
 
 #include "cli/run_io.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
-#include "onnx/model_io.h"
 #include "runtime/tensor.h"
 #include "validate/common.h"
+#include "vision/image.h"
 #include "zeroshot/encoders.h"
 
 namespace medquant::cli {
@@ -44,14 +46,14 @@ runtime::Tensor read_input_npy(const std::string& path, const runtime::IoInfo& i
   return t;
 }
 
-std::vector<Sample> read_images(const std::string& dir, const std::string& model_path,
+std::vector<Sample> read_images(const std::string& dir, const onnx::Model& model,
                                 const std::vector<runtime::IoInfo>& inputs, size_t limit) {
   if (inputs.size() != 1 || inputs[0].type != onnx::kFloat || inputs[0].shape.size() != 4)
     fail("{}: images calibrate a model with one float32 [N, 3, S, S] input; this model has {} input(s) "
          "(use .npy files)", dir, inputs.size());
-  const zeroshot::ImageEncoder encoder(model_path, {.threads = 1});
+  const vision::PreprocessConfig config = zeroshot::image_preprocess_config(model, inputs[0]);
   const std::vector<std::string> files = validate::image_files(dir);
-  const int64_t s = encoder.preprocess_config().image_size;
+  const int64_t s = config.image_size;
   const int64_t batch = inputs[0].shape[0] > 0 ? inputs[0].shape[0] : 1;
   size_t count = (files.size() + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch);
   if (limit) count = std::min(count, limit);
@@ -62,7 +64,7 @@ std::vector<Sample> read_images(const std::string& dir, const std::string& model
     runtime::Tensor t(onnx::kFloat, {batch, 3, s, s});
     for (int64_t r = 0; r < batch; ++r) {
       const size_t i = std::min(k * static_cast<size_t>(batch) + static_cast<size_t>(r), files.size() - 1);
-      const std::vector<float> px = encoder.preprocess(files[i]);
+      const std::vector<float> px = vision::preprocess(vision::load_image(files[i]), config);
       std::copy(px.begin(), px.end(), t.data<float>() + static_cast<size_t>(r) * plane);
     }
     Sample sample;
@@ -92,8 +94,9 @@ std::vector<runtime::IoInfo> model_inputs(const onnx::Model& model) {
   return out;
 }
 
-std::vector<Sample> read_calibration_dir(const std::string& dir, const std::string& model_path,
+std::vector<Sample> read_calibration_dir(const std::string& dir, const onnx::Model& model,
                                          const std::vector<runtime::IoInfo>& inputs, size_t limit) {
+  const std::string& model_path = model.path;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail("{}: --calib is not a folder", dir);
   if (inputs.empty()) fail("{}: the model has no inputs to calibrate with", model_path);
@@ -101,7 +104,7 @@ std::vector<Sample> read_calibration_dir(const std::string& dir, const std::stri
   const auto npys = files_with(dir, {".npy"});
   if (!images.empty() && !npys.empty())
     fail("{}: holds both images and .npy files; use one kind of calibration data", dir);
-  if (!images.empty()) return read_images(dir, model_path, inputs, limit);
+  if (!images.empty()) return read_images(dir, model, inputs, limit);
 
   std::vector<std::vector<std::string>> per_input;
   if (!npys.empty()) {
@@ -137,28 +140,22 @@ std::map<std::string, onnx::TensorRange> calibrate(const onnx::Model& model, con
   if (samples.empty()) fail("calibration: no samples");
   if (tensors.empty()) return {};  // nothing selected to quantize
   // augment_graph: every calibrated value that is not a graph input becomes a
-  // graph output. The proto (a copy of the weights) lives only until serialized.
-  std::string bytes;
+  // graph output, on a copy of the model that lives as long as the session.
+  auto augmented = std::make_shared<onnx::Model>(model);
   {
-    ::onnx::ModelProto proto = onnx::to_proto(model);
-    auto* graph = proto.mutable_graph();
     std::set<std::string> present;
-    for (const auto& o : graph->output()) present.insert(o.name());
-    for (const auto& in : graph->input()) present.insert(in.name());
+    for (const auto& o : augmented->graph.outputs) present.insert(o.name());
+    for (const auto& in : augmented->graph.inputs) present.insert(in.name());
     for (const auto& t : tensors) {
       if (present.count(t)) continue;
       const auto* vi = model.graph.find_value_info(t);
       if (!vi) fail("calibration: '{}' has no type from shape inference", t);
-      *graph->add_output() = *vi;
+      augmented->graph.outputs.push_back(*vi);
     }
-    if (!proto.SerializeToString(&bytes))
-      fail("{}: the model is too big to calibrate in memory (over 2 GiB)", model.path);
   }
   // No fusion: ORT calibrates with graph optimizations off, and fused kernels
   // would round intermediate values differently.
-  runtime::Session session = runtime::Session::load_from_memory(
-      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, {.fuse = false}, model.path);
-  std::string().swap(bytes);
+  runtime::Session session = runtime::Session::from_model(std::move(augmented), {.fuse = false});
 
   onnx::Calibrator calibrator(options, tensors);
   const std::set<std::string> wanted(tensors.begin(), tensors.end());

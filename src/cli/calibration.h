@@ -29,7 +29,7 @@ namespace medquant::cli {
 using Sample = std::vector<std::pair<std::string, runtime::Tensor>>;
 
 // Reads at most `limit` samples (0 = all). Throws Error naming the file.
-std::vector<Sample> read_calibration_dir(const std::string& dir, const std::string& model_path,
+std::vector<Sample> read_calibration_dir(const std::string& dir, const onnx::Model& model,
                                          const std::vector<runtime::IoInfo>& inputs, size_t limit);
 
 // The model's declared inputs (graph inputs that are not initializers).

@@ -59,7 +59,7 @@ onnx::QuantizeReport quantize_static(const QuantizeOnnxOptions& o, onnx::Model& 
          "--activation-type quint8");
 
   // Read the calibration data first: bad data fails before any long work.
-  const auto samples = read_calibration_dir(o.calib, o.input, model_inputs(model), o.calib_size);
+  const auto samples = read_calibration_dir(o.calib, model, model_inputs(model), o.calib_size);
   onnx::CalibrationOptions c;
   c.method = o.calib_method == "percentile" ? onnx::CalibrationMethod::Percentile
              : o.calib_method == "entropy"  ? onnx::CalibrationMethod::Entropy

@@ -105,20 +105,7 @@ Session::~Session() = default;
 Session Session::load(const std::string& path, SessionOptions options) {
   const auto start = std::chrono::steady_clock::now();
   auto model = guarded(path, [&] { return std::make_shared<const onnx::Model>(onnx::load_model(path)); });
-  auto impl = std::make_unique<Impl>();
-  impl->options = options;
-  guarded(path, [&] {
-    impl->graph = build_graph(model);
-    impl->pool = std::make_unique<Parallel>(options.threads);
-    if (static_shapes(impl->graph.input_info)) {
-      std::vector<TensorDesc> descs;
-      for (const auto& i : impl->graph.input_info) descs.push_back({i.type, i.shape});
-      impl->plan_for(descs);
-    }
-  });
-  impl->stats.kernels = kernels::best().name;
-  impl->stats.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  return Session(std::move(impl));
+  return build(std::move(model), options, start);
 }
 
 Session Session::load_from_memory(std::span<const uint8_t> bytes, SessionOptions options, const std::string& name) {
@@ -128,9 +115,18 @@ Session Session::load_from_memory(std::span<const uint8_t> bytes, SessionOptions
     m->path = name;
     return std::shared_ptr<const onnx::Model>(m);
   });
+  return build(std::move(model), options, start);
+}
+
+Session Session::from_model(std::shared_ptr<const onnx::Model> model, SessionOptions options) {
+  return build(std::move(model), options, std::chrono::steady_clock::now());
+}
+
+Session Session::build(std::shared_ptr<const onnx::Model> model, SessionOptions options,
+                       std::chrono::steady_clock::time_point start) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  guarded(name, [&] {
+  guarded(model->path.empty() ? "model" : model->path, [&] {
     impl->graph = build_graph(model);
     impl->pool = std::make_unique<Parallel>(options.threads);
     if (static_shapes(impl->graph.input_info)) {
@@ -146,6 +142,7 @@ Session Session::load_from_memory(std::span<const uint8_t> bytes, SessionOptions
 
 const std::vector<IoInfo>& Session::inputs() const { return impl_->graph.input_info; }
 const std::vector<IoInfo>& Session::outputs() const { return impl_->graph.output_info; }
+const onnx::Model& Session::model() const { return *impl_->graph.model; }
 
 std::vector<Tensor> Session::run(const std::vector<std::pair<std::string, Tensor>>& named) {
   Impl& m = *impl_;

@@ -50,12 +50,17 @@ class Session {
   // `name` is used in messages; external data cannot be resolved from memory.
   static Session load_from_memory(std::span<const uint8_t> bytes, SessionOptions options = {},
                                   const std::string& name = "<memory>");
+  // A model already in memory (e.g. an edited copy); the session keeps it
+  // alive, as constants are views of its initializers.
+  static Session from_model(std::shared_ptr<const onnx::Model> model, SessionOptions options = {});
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
   ~Session();
 
   const std::vector<IoInfo>& inputs() const;
   const std::vector<IoInfo>& outputs() const;
+  // The loaded model (metadata_props in model().header, graph as loaded).
+  const onnx::Model& model() const;
 
   // Inputs by name (every graph input once); outputs in graph output order.
   std::vector<Tensor> run(const std::vector<std::pair<std::string, Tensor>>& inputs);
@@ -66,6 +71,9 @@ class Session {
  private:
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
+  // Build + first plan of a parsed model; load_ms counts from `start`.
+  static Session build(std::shared_ptr<const onnx::Model> model, SessionOptions options,
+                       std::chrono::steady_clock::time_point start);
   std::unique_ptr<Impl> impl_;
 };
 

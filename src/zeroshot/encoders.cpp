@@ -14,7 +14,6 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/sha256.h"
-#include "onnx/model_io.h"
 #include "text/clean.h"
 #include "vision/image.h"
 #include "zeroshot/classifier.h"
@@ -24,14 +23,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The metadata_props of a model, read without keeping the model.
+// The metadata_props of a loaded model.
 struct Metadata {
   std::string path;
   std::vector<std::pair<std::string, std::string>> props;
 
-  static Metadata read(const std::string& path) {
+  static Metadata of(const onnx::Model& model, const std::string& path) {
     Metadata m{path, {}};
-    const onnx::Model model = onnx::load_model(path);
     for (const auto& p : model.header.metadata_props()) m.props.emplace_back(p.key(), p.value());
     return m;
   }
@@ -170,7 +168,7 @@ TextEncoder::TextEncoder(const std::string& model_path, const std::string& vocab
                          runtime::SessionOptions options)
     : tokenizer_(text::Vocab::parse(core::read_text_file(vocab_path), vocab_path)),
       session_(runtime::Session::load(model_path, options)) {
-  const Metadata md = Metadata::read(model_path);
+  const Metadata md = Metadata::of(session_.model(), model_path);
   read_common(md, info_);
   if (auto tower = md.get("tower"); tower && *tower != "text")
     fail("{}: this is the {} tower (metadata tower = '{}'); --text needs the text model", model_path, *tower,
@@ -256,9 +254,51 @@ std::vector<std::vector<float>> TextEncoder::encode(const std::vector<std::strin
 
 // ---- vision ------------------------------------------------------------------------
 
+namespace {
+
+vision::PreprocessConfig preprocess_from_metadata(const Metadata& md, const runtime::IoInfo& in) {
+  const std::string& model_path = md.path;
+  vision::PreprocessConfig config;
+  std::vector<std::string> missing;
+  const auto meta_size = md.get_int("image_size");
+  const int64_t shape_size = in.has_shape ? in.shape[2] : -1;
+  if (in.has_shape && in.shape[2] != in.shape[3])
+    fail("{}: input '{}' {} is not square", model_path, in.name, runtime::shape_string(in.shape));
+  if (shape_size > 0 && meta_size && *meta_size != shape_size)
+    fail("{}: metadata image_size {} contradicts input '{}' {}", model_path, *meta_size, in.name,
+         runtime::shape_string(in.shape));
+  const int64_t size = shape_size > 0 ? shape_size : meta_size.value_or(0);
+  if (!meta_size) missing.push_back("image_size");
+  if (size > 0) config.image_size = static_cast<uint32_t>(size);
+  bool no_mean = false, no_std = false;
+  config.mean = read_triple(md, "image_mean", config.mean, no_mean);
+  config.std = read_triple(md, "image_std", config.std, no_std);
+  if (no_mean) missing.push_back("image_mean");
+  if (no_std) missing.push_back("image_std");
+  for (float s : config.std)
+    if (!(s > 0)) fail("{}: metadata image_std has a value {} that is not positive", model_path, s);
+  if (auto v = md.get("image_interpolation"); v && *v != "bicubic")
+    fail("{}: metadata image_interpolation '{}' is not supported (open_clip's bicubic only)", model_path, *v);
+  if (auto v = md.get("image_resize_mode"); v && *v != "shortest")
+    fail("{}: metadata image_resize_mode '{}' is not supported (open_clip's shortest only)", model_path, *v);
+  if (auto v = md.get("image_crop"); v && *v != "center")
+    fail("{}: metadata image_crop '{}' is not supported (center only)", model_path, *v);
+  if (!missing.empty())
+    core::log_warning("{}: no {} metadata; using BiomedCLIP's defaults ({} px, mean [{}], std [{}])", model_path,
+                      fmt::join(missing, ", "), config.image_size, fmt::join(config.mean, ", "),
+                      fmt::join(config.std, ", "));
+  return config;
+}
+
+}  // namespace
+
+vision::PreprocessConfig image_preprocess_config(const onnx::Model& model, const runtime::IoInfo& input) {
+  return preprocess_from_metadata(Metadata::of(model, model.path), input);
+}
+
 ImageEncoder::ImageEncoder(const std::string& model_path, runtime::SessionOptions options)
     : session_(runtime::Session::load(model_path, options)) {
-  const Metadata md = Metadata::read(model_path);
+  const Metadata md = Metadata::of(session_.model(), model_path);
   read_common(md, info_);
   if (auto tower = md.get("tower"); tower && *tower != "vision")
     fail("{}: this is the {} tower (metadata tower = '{}'); --vision needs the vision model", model_path,
@@ -276,34 +316,7 @@ ImageEncoder::ImageEncoder(const std::string& model_path, runtime::SessionOption
   check_batch_metadata(md, info_.batch);
   read_output(session_, md, info_);
 
-  std::vector<std::string> missing;
-  const auto meta_size = md.get_int("image_size");
-  const int64_t shape_size = in.has_shape ? in.shape[2] : -1;
-  if (in.has_shape && in.shape[2] != in.shape[3])
-    fail("{}: input '{}' {} is not square", model_path, in.name, runtime::shape_string(in.shape));
-  if (shape_size > 0 && meta_size && *meta_size != shape_size)
-    fail("{}: metadata image_size {} contradicts input '{}' {}", model_path, *meta_size, in.name,
-         runtime::shape_string(in.shape));
-  const int64_t size = shape_size > 0 ? shape_size : meta_size.value_or(0);
-  if (!meta_size) missing.push_back("image_size");
-  if (size > 0) preprocess_.image_size = static_cast<uint32_t>(size);
-  bool no_mean = false, no_std = false;
-  preprocess_.mean = read_triple(md, "image_mean", preprocess_.mean, no_mean);
-  preprocess_.std = read_triple(md, "image_std", preprocess_.std, no_std);
-  if (no_mean) missing.push_back("image_mean");
-  if (no_std) missing.push_back("image_std");
-  for (float s : preprocess_.std)
-    if (!(s > 0)) fail("{}: metadata image_std has a value {} that is not positive", model_path, s);
-  if (auto v = md.get("image_interpolation"); v && *v != "bicubic")
-    fail("{}: metadata image_interpolation '{}' is not supported (open_clip's bicubic only)", model_path, *v);
-  if (auto v = md.get("image_resize_mode"); v && *v != "shortest")
-    fail("{}: metadata image_resize_mode '{}' is not supported (open_clip's shortest only)", model_path, *v);
-  if (auto v = md.get("image_crop"); v && *v != "center")
-    fail("{}: metadata image_crop '{}' is not supported (center only)", model_path, *v);
-  if (!missing.empty())
-    core::log_warning("{}: no {} metadata; using BiomedCLIP's defaults ({} px, mean [{}], std [{}])", model_path,
-                      fmt::join(missing, ", "), preprocess_.image_size, fmt::join(preprocess_.mean, ", "),
-                      fmt::join(preprocess_.std, ", "));
+  preprocess_ = preprocess_from_metadata(md, in);
 }
 
 std::vector<float> ImageEncoder::preprocess(const std::string& image_path) const {

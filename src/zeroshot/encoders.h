@@ -75,6 +75,12 @@ class TextEncoder {
   runtime::Session session_;
 };
 
+// open_clip's eval transform a vision model asks for: image_size from its
+// [N, 3, S, S] input (or metadata), image_mean/std from metadata (BiomedCLIP's
+// when absent, with a warning). Throws Error naming the model for metadata
+// that contradicts the input or that the preprocessing cannot do.
+vision::PreprocessConfig image_preprocess_config(const onnx::Model& model, const runtime::IoInfo& input);
+
 class ImageEncoder {
  public:
   explicit ImageEncoder(const std::string& model_path, runtime::SessionOptions options = {});
