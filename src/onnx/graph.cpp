@@ -46,6 +46,16 @@ bool Node::has_subgraph() const {
   return false;
 }
 
+Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+               std::string name) {
+  Node n;
+  n.op_type = std::move(op);
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  n.name = std::move(name);
+  return n;
+}
+
 std::string Node::describe(size_t index) const {
   if (!name.empty()) return fmt::format("{} '{}'", op_type, name);
   return fmt::format("{} #{}", op_type, index);

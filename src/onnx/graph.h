@@ -45,6 +45,10 @@ struct Node {
   std::string describe(size_t index) const;
 };
 
+// A node of the default domain, as the quantizers insert them.
+Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+               std::string name);
+
 class Graph {
  public:
   std::string name;

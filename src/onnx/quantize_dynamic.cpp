@@ -386,16 +386,6 @@ struct QuantizedValue {
   std::optional<int64_t> axis;
 };
 
-Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
-               std::string name) {
-  Node n;
-  n.op_type = std::move(op);
-  n.inputs = std::move(inputs);
-  n.outputs = std::move(outputs);
-  n.name = std::move(name);
-  return n;
-}
-
 class DynamicQuantizer {
  public:
   DynamicQuantizer(Model& model, const QuantizeOptions& options)

@@ -55,16 +55,6 @@ std::vector<std::string> tensors_to_calibrate(const Graph& graph, const std::set
 
 namespace {
 
-Node make_node(std::string op, std::vector<std::string> inputs, std::vector<std::string> outputs,
-               std::string name) {
-  Node n;
-  n.op_type = std::move(op);
-  n.inputs = std::move(inputs);
-  n.outputs = std::move(outputs);
-  n.name = std::move(name);
-  return n;
-}
-
 std::string raw_bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
 
 int32_t onnx_type(QuantType t) { return t == QuantType::QInt8 ? kInt8 : kUint8; }
@@ -121,7 +111,7 @@ class StaticQuantizer {
     std::string name;
     Kind kind;
     std::optional<int64_t> axis;  // per-channel weights
-    std::string provider;         // shares this tensor's scale and zero point (Direct8Bit ops)
+    std::string provider = {};    // shares this tensor's scale and zero point (Direct8Bit ops)
   };
   struct Bias {
     std::string name, node, input, weight;

@@ -177,10 +177,9 @@ Json vu(const llm::ValueUncertainty& v) {
 // ---------------------------------------------------------------- plots
 
 Plot latency_plot(const GgufResult& r) {
-  Plot p;
-  p.id = "latency";
-  p.title = "Latency distributions (prompt and per generated token)";
-  p.type = "box";
+  Plot p{.id = "latency",
+         .title = "Latency distributions (prompt and per generated token)",
+         .type = "box"};
   const auto& a = r.ref_run.speed;
   const auto& b = r.cand_run.speed;
   p.data["panels"] = Json::array(
@@ -197,10 +196,7 @@ Plot latency_plot(const GgufResult& r) {
 }
 
 Plot size_plot(const GgufResult& r) {
-  Plot p;
-  p.id = "size";
-  p.title = "Size, bits per weight and peak memory";
-  p.type = "bars";
+  Plot p{.id = "size", .title = "Size, bits per weight and peak memory", .type = "bars"};
   Json panels = Json::array();
   panels.push_back(bars_panel("file size", "MiB", mib(r.ref.file_size), mib(r.cand.file_size), "{:.2f}"));
   panels.push_back(bars_panel("bits per weight", "bpw", r.ref.bits_per_weight, r.cand.bits_per_weight,
@@ -213,10 +209,9 @@ Plot size_plot(const GgufResult& r) {
 }
 
 Plot tensor_error_plot(const GgufResult& r) {
-  Plot p;
-  p.id = "tensor_error";
-  p.title = "Per-tensor quantization error (RMSE relative to the reference's RMS)";
-  p.type = "heatmap";
+  Plot p{.id = "tensor_error",
+         .title = "Per-tensor quantization error (RMSE relative to the reference's RMS)",
+         .type = "heatmap"};
   static const std::regex kBlock(R"(^blk\.(\d+)\.(.+?)(\.weight)?$)");
   std::map<int, int> layers;
   std::vector<std::string> kinds;
@@ -258,10 +253,9 @@ Plot tensor_error_plot(const GgufResult& r) {
 }
 
 Plot kld_plot(const GgufResult& r) {
-  Plot p;
-  p.id = "kld_distribution";
-  p.title = "Distribution of the per-token KL divergence";
-  p.type = "histogram";
+  Plot p{.id = "kld_distribution",
+         .title = "Distribution of the per-token KL divergence",
+         .type = "histogram"};
   std::vector<float> v;
   for (float x : r.kld.kld_values)
     if (std::isfinite(x)) v.push_back(x);

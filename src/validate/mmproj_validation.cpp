@@ -114,10 +114,7 @@ std::string seconds_per_image(double ms) {
 // ------------------------------------------------------------------ plots
 
 Plot latency_plot(const MmprojResult& r) {
-  Plot p;
-  p.id = "latency";
-  p.title = "Image encode latency";
-  p.type = "box";
+  Plot p{.id = "latency", .title = "Image encode latency", .type = "box"};
   p.data["panels"] = Json::array({box_panel("one image per run (preprocessing, vision tower and projector)",
                                             "ms per image", r.ref.encode_ms, r.cand.encode_ms)});
   p.notes.push_back(fmt::format(
@@ -128,10 +125,7 @@ Plot latency_plot(const MmprojResult& r) {
 }
 
 Plot size_plot(const MmprojResult& r) {
-  Plot p;
-  p.id = "size";
-  p.title = "Size, bits per weight and peak memory";
-  p.type = "bars";
+  Plot p{.id = "size", .title = "Size, bits per weight and peak memory", .type = "bars"};
   Json panels = Json::array();
   panels.push_back(bars_panel("file size", "MiB", mib(r.ref.facts.file_size),
                               mib(r.cand.facts.file_size), "{:.2f}"));
@@ -145,10 +139,9 @@ Plot size_plot(const MmprojResult& r) {
 }
 
 Plot cosine_plot(const MmprojResult& r) {
-  Plot p;
-  p.id = "cosine_histogram";
-  p.title = "Cosine similarity of the build's image embeddings to the reference's";
-  p.type = "histogram";
+  Plot p{.id = "cosine_histogram",
+         .title = "Cosine similarity of the build's image embeddings to the reference's",
+         .type = "histogram"};
   p.data = cosine_histogram(r.row_cosines, "cosine(reference, build) per image-token row",
                             {{"mean", r.cosine_mean}, {"p1", r.cosine_p1}});
   p.notes.push_back(fmt::format("{} rows ({} image(s) x {} tokens, width {}); mean {:.6f}, min "

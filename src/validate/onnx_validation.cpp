@@ -114,10 +114,7 @@ std::string ratio(double x) { return fmt::format("{:.1f}x", x); }
 // ------------------------------------------------------------------ plots
 
 Plot latency_plot(const OnnxResult& r) {
-  Plot p;
-  p.id = "latency";
-  p.title = "Latency distributions";
-  p.type = "box";
+  Plot p{.id = "latency", .title = "Latency distributions", .type = "box"};
   p.data["panels"] = Json::array(
       {box_panel(fmt::format("one {} input per run", r.tower == "vision" ? "image" : "prompt"),
                  "ms per run", r.ref.latency_ms, r.cand.latency_ms)});
@@ -129,10 +126,7 @@ Plot latency_plot(const OnnxResult& r) {
 }
 
 Plot size_plot(const OnnxResult& r) {
-  Plot p;
-  p.id = "size";
-  p.title = "Size";
-  p.type = "bars";
+  Plot p{.id = "size", .title = "Size", .type = "bars"};
   Json panels = Json::array();
   panels.push_back(bars_panel("file size", "MiB", mib(r.ref.file_size), mib(r.cand.file_size), "{:.2f}"));
   if (r.ref.has_speed) {
@@ -145,10 +139,9 @@ Plot size_plot(const OnnxResult& r) {
 }
 
 Plot cosine_plot(const OnnxResult& r) {
-  Plot p;
-  p.id = "cosine_histogram";
-  p.title = "Cosine similarity of INT8 vs FP32 embeddings";
-  p.type = "histogram";
+  Plot p{.id = "cosine_histogram",
+         .title = "Cosine similarity of INT8 vs FP32 embeddings",
+         .type = "histogram"};
   p.data = cosine_histogram(r.cosines, "cosine(reference, build) per input",
                             {{"mean", r.cosine_mean}, {"p1", r.cosine_p1}});
   p.notes.push_back(fmt::format("{} inputs ({}); mean {:.6f}, min {:.6f}, p1 {:.6f}", r.cosines.size(),
@@ -157,10 +150,9 @@ Plot cosine_plot(const OnnxResult& r) {
 }
 
 Plot confusion_plot(const OnnxResult& r) {
-  Plot p;
-  p.id = "zero_shot_confusion";
-  p.title = "Zero-shot classification: confusion matrix";
-  p.type = "heatmap";
+  Plot p{.id = "zero_shot_confusion",
+         .title = "Zero-shot classification: confusion matrix",
+         .type = "heatmap"};
   // Only the labels either model predicted at least once.
   std::vector<size_t> used;
   for (size_t i = 0; i < r.ref_top1.size(); ++i) {

@@ -59,8 +59,8 @@ struct Plot {
   std::string id;     // slot id
   std::string title;
   std::string type;   // "box", "bars", "histogram", "heatmap"
-  Json data;
-  std::vector<std::string> notes;  // short lines shown under the chart
+  Json data = nullptr;
+  std::vector<std::string> notes = {};  // short lines shown under the chart
 };
 
 // Panels of a reference-vs-build pair, in the layouts of docs/report-schema.md:

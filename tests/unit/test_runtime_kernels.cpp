@@ -220,20 +220,28 @@ TEST(RuntimeNpy, RoundTripsAndRejectsGarbage) {
 
 // ---- models built in C++ for the loader tests
 
-::onnx::ModelProto small_model() {
+// An opset-17 model with an empty graph named `graph_name`.
+::onnx::ModelProto empty_model(const char* graph_name) {
   ::onnx::ModelProto m;
   m.set_ir_version(8);
   auto* op = m.add_opset_import();
   op->set_domain("");
   op->set_version(17);
+  m.mutable_graph()->set_name(graph_name);
+  return m;
+}
+
+// A float32 graph input or output of a fixed shape.
+void add_io(::onnx::ValueInfoProto* v, const char* name, std::vector<int64_t> dims) {
+  v->set_name(name);
+  auto* tt = v->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(1);
+  for (int64_t d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
+::onnx::ModelProto small_model() {
+  ::onnx::ModelProto m = empty_model("g");
   auto* g = m.mutable_graph();
-  g->set_name("g");
-  auto add_io = [](::onnx::ValueInfoProto* v, const char* name, std::vector<int64_t> dims) {
-    v->set_name(name);
-    auto* tt = v->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(1);
-    for (int64_t d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
-  };
   add_io(g->add_input(), "x", {2, 4});
   add_io(g->add_output(), "y", {2, 3});
   auto* w = g->add_initializer();
@@ -378,19 +386,8 @@ TEST(RuntimeLoader, FuzzedModelsNeverCrash) {
 // not fuse), an optional additive mask [1,1,1,7], softmax and x v, heads
 // transposed back: [1,5,2,3].
 ::onnx::ModelProto attention_model(bool divide, bool constant_scale, bool masked) {
-  ::onnx::ModelProto m;
-  m.set_ir_version(8);
-  auto* op = m.add_opset_import();
-  op->set_domain("");
-  op->set_version(17);
+  ::onnx::ModelProto m = empty_model("attention");
   auto* g = m.mutable_graph();
-  g->set_name("attention");
-  auto add_io = [](::onnx::ValueInfoProto* v, const char* name, std::vector<int64_t> dims) {
-    v->set_name(name);
-    auto* tt = v->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(1);
-    for (int64_t d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
-  };
   add_io(g->add_input(), "q", {1, 5, 2, 4});
   add_io(g->add_input(), "k", {1, 7, 2, 4});
   add_io(g->add_input(), "v", {1, 7, 2, 3});
