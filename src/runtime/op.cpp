@@ -1,6 +1,9 @@
 #include "runtime/op.h"
 
+#include <onnx/defs/schema.h>
+
 #include <algorithm>
+#include <climits>
 
 namespace medquant::runtime {
 
@@ -106,6 +109,29 @@ std::vector<std::string> OpRegistry::op_names() const {
   return out;
 }
 
+namespace {
+// The node's input and output counts against ONNX's schema of the op at this
+// opset (ops of other domains have none here and check their own inputs):
+// every op may then index the inputs its schema requires.
+void check_arity(const onnx::Node& node, int64_t opset, const std::string& where) {
+  const auto* schema = ::onnx::OpSchemaRegistry::Schema(node.op_type, static_cast<int>(opset), node.domain);
+  if (!schema) return;
+  const auto count = [&](const char* what, size_t n, int lo, int hi) {
+    if (static_cast<int64_t>(n) < lo || static_cast<int64_t>(n) > hi)
+      fail("{}: has {} {}, {} takes {}", where, n, what, node.op_type,
+           lo == hi ? std::to_string(lo) : fmt::format("{} to {}", lo, hi == INT_MAX ? std::string("any") : std::to_string(hi)));
+  };
+  count("inputs", node.inputs.size(), schema->min_input(), schema->max_input());
+  count("outputs", node.outputs.size(), schema->min_output(), schema->max_output());
+  const auto& formal = schema->inputs();
+  for (size_t i = 0; i < node.inputs.size() && !formal.empty(); ++i) {
+    const auto& f = formal[std::min(i, formal.size() - 1)];
+    if (node.inputs[i].empty() && f.GetOption() != ::onnx::OpSchema::Optional)
+      fail("{}: required input {} ('{}') is missing", where, i, f.GetName());
+  }
+}
+}  // namespace
+
 std::unique_ptr<Op> OpRegistry::create(const onnx::Node& node, int64_t opset,
                                        const std::string& where) const {
   auto it = entries_.find(key(node.domain, node.op_type));
@@ -115,6 +141,7 @@ std::unique_ptr<Op> OpRegistry::create(const onnx::Node& node, int64_t opset,
   if (node.has_subgraph()) fail("{}: operators with subgraphs are not supported", where);
   for (const auto& e : it->second) {
     if (opset < e.since || opset > e.until) continue;
+    check_arity(node, opset, where);
     Attributes attrs(node, where);
     OpArgs args{node, opset, attrs, where};
     std::unique_ptr<Op> op = e.factory(args);

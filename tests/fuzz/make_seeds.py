@@ -83,7 +83,24 @@ def write_text_files():
     dest("text_files", "templates.txt").write_text("# templates\na photo of {}\n{{literal}} {0}\n\n")
 
 
+def write_runtime_seeds():
+    """Small models of the shapes the executor fuses and packs (the peer tests' builders)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peer"))
+    import onnx_models
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    models = {"matmul_3d_gelu": onnx_models.matmul_3d_gelu(), "gemm": onnx_models.gemm(),
+              "conv": onnx_models.conv(), "attention": onnx_models.attention_block(tokens=4, dim=8, heads=2, mlp=16),
+              "embedding": onnx_models.embedding()}
+    for name, model in models.items():
+        onnx.save(model, str(dest("runtime_session", name + ".onnx")))
+    # The dynamic INT8 form (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul), as ORT writes it.
+    quantize_dynamic(str(dest("runtime_session", "attention.onnx")), str(dest("runtime_session", "attention_int8.onnx")),
+                     weight_type=QuantType.QInt8)
+
+
 write_gguf()
 write_onnx()
+write_runtime_seeds()
 write_safetensors()
 write_text_files()

@@ -343,6 +343,21 @@ TEST(RuntimeLoader, BrokenModelsAreClearErrors) {
     m.mutable_graph()->mutable_initializer(0)->mutable_float_data()->RemoveLast();
     EXPECT_FALSE(error_of(m).empty());
   }
+  {
+    auto m = small_model();  // fewer inputs than the op's schema requires (found by fuzz_runtime_session)
+    m.mutable_graph()->mutable_node(0)->mutable_input()->RemoveLast();
+    EXPECT_NE(error_of(m).find("has 1 inputs, MatMul takes 2"), std::string::npos) << error_of(m);
+  }
+  {
+    auto m = small_model();  // a required input left out by an empty name
+    m.mutable_graph()->mutable_node(1)->set_input(1, "");
+    EXPECT_NE(error_of(m).find("required input 1 ('shape') is missing"), std::string::npos) << error_of(m);
+  }
+  {
+    auto m = small_model();  // an extra output
+    m.mutable_graph()->mutable_node(2)->add_output("extra");
+    EXPECT_NE(error_of(m).find("has 2 outputs, Softmax takes 1"), std::string::npos) << error_of(m);
+  }
 }
 
 TEST(RuntimeLoader, FuzzedModelsNeverCrash) {

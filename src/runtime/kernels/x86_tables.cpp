@@ -1,5 +1,7 @@
 // The x86 kernel tables, each offered only when the CPU has its features.
 #if defined(__x86_64__)
+#include <cpuid.h>
+
 #include "runtime/kernels/kernels.h"
 #include "runtime/kernels/x86.h"
 
@@ -12,7 +14,12 @@ bool has_avx512() {
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 }
 bool has_avx512vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
-bool has_avxvnni() { return has_avx2() && __builtin_cpu_supports("avxvnni"); }
+// AVX-VNNI is CPUID.(EAX=7,ECX=1):EAX[4]; read directly because clang's
+// __builtin_cpu_supports does not know the name (gcc's does).
+bool has_avxvnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
 
 }  // namespace
 
