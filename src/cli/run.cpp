@@ -102,15 +102,17 @@ void add_run_command(CLI::App& root, Commands& commands) {
   struct Options {
     std::string model, out_dir;
     std::vector<std::string> inputs;
+    bool no_fusion = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* app = root.add_subcommand("run", "Run an ONNX model with medquant's executor (.npy in, .npy out)");
   app->add_option("model", o->model, "The .onnx file")->required();
   app->add_option("-i,--input", o->inputs, "name=file.npy for each graph input (just file.npy for a single input)")->required();
   app->add_option("-o,--output-dir", o->out_dir, "Folder for <output name>.npy files")->required();
+  app->add_flag("--no-fusion", o->no_fusion, "Run the nodes as written, without operator fusion (to compare with the fused run)");
   commands.push_back({app, [o] {
     namespace fs = std::filesystem;
-    runtime::Session s = runtime::Session::load(o->model, {.threads = core::default_threads()});
+    runtime::Session s = runtime::Session::load(o->model, {.threads = core::default_threads(), .fuse = !o->no_fusion});
     auto feeds = read_inputs(s, o->inputs);
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<runtime::Tensor> out = s.run(feeds);

@@ -5,12 +5,18 @@
 //   <GEMM> -> Add(bias const, per column)                       => bias in the epilogue
 //   <GEMM> -> GELU (Gelu op, or the erf expression torch exports:
 //       x * 0.5 * (1 + erf(x / sqrt 2)) in either multiplication order) => GELU in the epilogue
-// where <GEMM> is a float MatMul or the integer GEMM above, with a constant
-// 2-D weight packed at load; and multi-head attention as exported by torch
+//   ConvInteger(x u8/s8, W const) -> Cast(float) -> Mul(scale)  => the same for convolutions
+//   MatMul(DequantizeLinear(a_q), DequantizeLinear(W_q const))   => one integer GEMM on a_q
+//   Conv(DequantizeLinear(x_q), DequantizeLinear(W_q const), b)      with the scale a_s * w_s
+//       (QDQ models; ORT's MatMulIntegerToFloat; the QuantizeLinear making a_q stays)
+// where <GEMM> is a float MatMul or one of the integer GEMMs above, with a constant
+// weight packed at load (bias and scale per output column: the last axis, or
+// the channel axis of a convolution); and multi-head attention as exported by torch
 // and by our BiomedCLIP exporter (see ops/attention.h):
 //   Transpose(q) x Transpose(k) -> Mul/Div(scalar) [-> Add(mask [B,1,1,Tk])]
 //       -> Softmax -> x Transpose(v) -> Transpose             => one Attention node
 // Fused-away values must have no other reader and must not be graph outputs.
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -94,9 +100,24 @@ struct Matcher {
   const Shape& shape(int v) const { return p.values[v].desc.shape; }
 };
 
+// A shape that broadcasts against the output `out` as one value per output
+// column of lin (numpy alignment from the right).
+bool per_column(const Shape& s, const Shape& out, const FusableLinear& lin) {
+  if (s.empty() || s.size() > out.size()) return false;
+  const size_t axis = lin.channels_first() ? 1 : out.size() - 1, off = out.size() - s.size();
+  if (axis < off) return false;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s[i] != (i + off == axis ? static_cast<int64_t>(lin.output_columns()) : 1)) return false;
+  return true;
+}
+
+bool is_integer_gemm(const GraphNode& n) { return n.op_type == "MatMulInteger" || n.op_type == "ConvInteger"; }
+// An integer GEMM not (yet) given a dequantizing scale: its output is int32.
+bool integer_output(const GraphNode& n) { return is_integer_gemm(n) && n.in.size() < 5; }
+
 bool fuse_dequantize(Matcher& m, int ni, FusableLinear& lin) {
   GraphNode& n = m.g.nodes[ni];
-  if (n.op_type != "MatMulInteger") return false;
+  if (!integer_output(n)) return false;
   const int v = n.out[0];
   const int cast = m.sole_consumer(v);
   if (cast < 0 || !m.is(cast, "Cast") || m.p.values[m.g.nodes[cast].out[0]].desc.type != onnx::kFloat) return false;
@@ -107,12 +128,7 @@ bool fuse_dequantize(Matcher& m, int ni, FusableLinear& lin) {
   if (s < 0 || s == w) return false;
   const auto& sd = m.p.values[s];
   if (!sd.known || sd.desc.type != onnx::kFloat) return false;
-  const int64_t count = shape_size(sd.desc.shape);
-  if (count != 1) {
-    if (count != static_cast<int64_t>(lin.output_columns()) || sd.desc.shape.empty()) return false;
-    for (size_t i = 0; i + 1 < sd.desc.shape.size(); ++i)
-      if (sd.desc.shape[i] != 1) return false;
-  }
+  if (shape_size(sd.desc.shape) != 1 && !per_column(sd.desc.shape, m.shape(v), lin)) return false;
   if (m.shape(m.g.nodes[mul].out[0]) != m.shape(v)) return false;
   if (!lin.set_dequantize()) return false;
   n.in.resize(4, -1);
@@ -125,16 +141,14 @@ bool fuse_dequantize(Matcher& m, int ni, FusableLinear& lin) {
 bool fuse_bias(Matcher& m, int ni, FusableLinear& lin) {
   GraphNode& n = m.g.nodes[ni];
   if (lin.has_bias() || lin.activation() != kernels::Activation::None) return false;
-  if (n.op_type == "MatMulInteger" && n.in.size() < 5) return false;  // integer output: no float bias
+  if (integer_output(n)) return false;  // no float bias on int32
   const int v = n.out[0];
   const int add = m.sole_consumer(v);
   if (add < 0 || !m.is(add, "Add")) return false;
   const int b = m.other(add, v);
   const Tensor* bt = m.constant(b);
-  if (!bt || bt->type() != onnx::kFloat || bt->size() != static_cast<int64_t>(lin.output_columns())) return false;
-  for (size_t i = 0; i + 1 < bt->rank(); ++i)
-    if (bt->dim(i) != 1) return false;
-  if (bt->rank() == 0 || m.shape(m.g.nodes[add].out[0]) != m.shape(v)) return false;
+  if (!bt || bt->type() != onnx::kFloat || !per_column(bt->shape(), m.shape(v), lin)) return false;
+  if (m.shape(m.g.nodes[add].out[0]) != m.shape(v)) return false;
   lin.set_bias(std::vector<float>(bt->data<float>(), bt->data<float>() + bt->size()));
   n.out[0] = m.g.nodes[add].out[0];
   m.g.nodes[add].removed = true;
@@ -144,7 +158,7 @@ bool fuse_bias(Matcher& m, int ni, FusableLinear& lin) {
 bool fuse_gelu(Matcher& m, int ni, FusableLinear& lin) {
   GraphNode& n = m.g.nodes[ni];
   if (lin.activation() != kernels::Activation::None) return false;
-  if (n.op_type == "MatMulInteger" && n.in.size() < 5) return false;
+  if (integer_output(n)) return false;
   const int v = n.out[0];
   if (m.outputs.count(v)) return false;
   const auto& cons = m.consumers[v];
@@ -200,6 +214,117 @@ bool fuse_gelu(Matcher& m, int ni, FusableLinear& lin) {
   lin.set_activation(kernels::Activation::Gelu);
   n.out[0] = final_out;
   for (int r : removed) m.g.nodes[r].removed = true;
+  return true;
+}
+
+// A DequantizeLinear making v from 8-bit values with constant parameters.
+struct Dequantized {
+  int node = -1, q = -1, zp = -1;  // zp -1 when absent (zero)
+  const Tensor* scale = nullptr;
+  const Tensor* zero = nullptr;
+  int64_t axis = 1;
+};
+
+Dequantized dequantized(const Matcher& m, int v) {
+  const int d = m.producer_of(v);
+  if (d < 0 || !m.is(d, "DequantizeLinear") || !m.g.nodes[d].source) return {};
+  const auto& in = m.g.nodes[d].in;
+  Dequantized r;
+  r.node = d;
+  r.q = in[0];
+  r.zp = in.size() > 2 ? in[2] : -1;
+  r.scale = m.constant(in[1]);
+  r.zero = r.zp >= 0 ? m.constant(r.zp) : nullptr;
+  const int32_t t = m.p.values[r.q].desc.type;
+  if (!r.scale || r.scale->type() != onnx::kFloat || (r.zp >= 0 && !r.zero) || (t != onnx::kUint8 && t != onnx::kInt8))
+    return {};
+  if (r.zero && r.zero->size() != r.scale->size()) return {};
+  r.axis = m.g.nodes[d].source->attribute_int("axis", 1);
+  return r;
+}
+
+// The op of a fused node, prepared now (fuse_bias and fuse_gelu need it
+// packed): the plan's descs and constants for the node's old inputs, `extra`
+// for the new constant (the last input).
+bool prepare_fused(Matcher& m, Op& op, const std::vector<int>& in, const Tensor& extra) {
+  std::vector<TensorDesc> extra_desc{{extra.type(), extra.shape()}};
+  std::vector<const TensorDesc*> descs;
+  std::vector<const Tensor*> vals;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (i + 1 == in.size()) {
+      descs.push_back(&extra_desc[0]);
+      vals.push_back(&extra);
+    } else if (in[i] < 0) {
+      descs.push_back(nullptr);
+      vals.push_back(nullptr);
+    } else {
+      if (!m.p.values[in[i]].known) return false;
+      descs.push_back(&m.p.values[in[i]].desc);
+      vals.push_back(m.constant(in[i]));
+    }
+  }
+  InferContext ctx(op.where, descs, vals);
+  std::vector<TensorDesc> outs(1);
+  if (!op.infer(ctx, outs)) return false;
+  op.prepare(ctx);
+  return true;
+}
+
+// MatMul(DQ(a_q), DQ(W_q const)) and Conv(DQ(x_q), DQ(W_q const)[, bias
+// const]) become MatMulInteger / ConvInteger on the quantized values with a
+// dequantizing epilogue: acc * (a_scale * w_scale[column]) (+ bias).
+bool fuse_qdq(Matcher& m, int ni) {
+  GraphNode& n = m.g.nodes[ni];
+  const bool conv = m.is(ni, "Conv");
+  if ((!conv && !m.is(ni, "MatMul")) || n.in.size() < 2 || n.out.size() != 1 || n.out[0] < 0) return false;
+  const int v = n.out[0];
+  if (!m.p.values[v].known || m.p.values[v].kind == ValueKind::Constant || m.p.values[v].desc.type != onnx::kFloat)
+    return false;
+  const Dequantized a = dequantized(m, n.in[0]), w = dequantized(m, n.in[1]);
+  if (a.node < 0 || w.node < 0 || a.scale->size() != 1) return false;
+  const Tensor* wq = m.constant(w.q);
+  if (!wq || wq->rank() != (conv ? m.shape(n.in[0]).size() : 2)) return false;
+  const Tensor* bias = conv && n.in.size() > 2 && n.in[2] >= 0 ? m.constant(n.in[2]) : nullptr;
+  if (conv && n.in.size() > 2 && n.in[2] >= 0 && (!bias || bias->type() != onnx::kFloat)) return false;
+  // Per-column weight parameters must run along the output columns.
+  const int64_t columns = conv ? wq->dim(0) : wq->dim(1);
+  const int64_t ws = w.scale->size();
+  if (ws != 1) {
+    const int64_t axis = w.axis < 0 ? w.axis + static_cast<int64_t>(wq->rank()) : w.axis;
+    if (ws != columns || w.scale->rank() != 1 || axis != (conv ? 0 : 1)) return false;
+  }
+  const float sa = a.scale->data<float>()[0];
+  std::vector<float> scale(static_cast<size_t>(ws));
+  for (int64_t j = 0; j < ws; ++j) scale[j] = sa * w.scale->data<float>()[j];
+  Tensor scale_t = Tensor::from<float>(ws == 1 ? Shape{} : Shape{ws}, std::span<const float>(scale));
+
+  if (conv && !n.source) return false;
+  onnx::Node spec = conv ? *n.source : onnx::Node{};
+  spec.op_type = conv ? "ConvInteger" : "MatMulInteger";
+  spec.domain.clear();
+  spec.inputs = {"x", "w", "x_zero_point", "w_zero_point"};
+  spec.outputs = {"y"};
+  const std::string where = n.where + " (fused QDQ " + spec.op_type + ")";
+  std::unique_ptr<Op> op = OpRegistry::instance().create(spec, 13, where);
+  auto* lin = dynamic_cast<FusableLinear*>(op.get());
+  const std::vector<int> in{a.q, w.q, a.zp, w.zp, -2};
+  if (!lin || !prepare_fused(m, *op, in, scale_t) || !lin->packed() || !lin->set_dequantize()) return false;
+  if (bias) {
+    if (bias->size() != columns) return false;
+    lin->set_bias(std::vector<float>(bias->data<float>(), bias->data<float>() + bias->size()));
+  }
+  // The scale is a new constant of the graph.
+  const int scale_id = static_cast<int>(m.g.names.size());
+  m.g.names.push_back(m.g.names[v] + "_qdq_scale");
+  m.g.initializers[scale_id] = std::move(scale_t);
+  if (m.sole_consumer(n.in[1]) == ni) m.g.nodes[w.node].removed = true;
+  m.consumers[a.q].push_back(ni);
+  n.op = std::move(op);
+  n.op_type = spec.op_type;
+  n.domain.clear();
+  n.where = where;
+  n.source = nullptr;
+  n.in = {a.q, w.q, a.zp, w.zp, scale_id};
   return true;
 }
 
@@ -321,6 +446,23 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   size_t count = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!g.nodes[i].removed && fuse_attention(m, static_cast<int>(i))) ++count;
+  // QDQ: activation DequantizeLinears left without readers go too.
+  std::vector<int> dq_inputs;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].removed) continue;
+    const int dq = m.producer_of(g.nodes[i].in.empty() ? -1 : g.nodes[i].in[0]);
+    if (fuse_qdq(m, static_cast<int>(i))) {
+      ++count;
+      dq_inputs.push_back(dq);
+    }
+  }
+  for (int dq : dq_inputs) {
+    if (g.nodes[dq].removed || m.outputs.count(g.nodes[dq].out[0])) continue;
+    bool read = false;
+    for (int c : m.consumers[g.nodes[dq].out[0]])
+      read = read || (!g.nodes[c].removed && std::count(g.nodes[c].in.begin(), g.nodes[c].in.end(), g.nodes[dq].out[0]));
+    if (!read) g.nodes[dq].removed = true;
+  }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     GraphNode& n = g.nodes[i];
     if (n.removed) continue;
@@ -337,7 +479,7 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   if (count) resort(g);
   g.fused = true;
   g.fusions += count;
-  return count;
+  return count > 0 || !p.deferred ? count : 1;
 }
 
 }  // namespace medquant::runtime

@@ -248,7 +248,9 @@ Plan make_plan(LoadedGraph& g, const std::vector<TensorDesc>& inputs, Parallel& 
       }
     }
     const bool shape_only = (n.op_type == "Shape" || n.op_type == "Size") && n.domain.empty() && inferred;
-    if (inferred && (all_const || shape_only)) {
+    const bool defer = !g.fused && all_const && n.op_type == "DequantizeLinear" && n.domain.empty();  // step 3 above
+    p.deferred = p.deferred || (inferred && defer);
+    if (inferred && (all_const || shape_only) && !defer) {
       // Constant folding: run now, outputs become constants.
       std::vector<Tensor> stand_ins;
       std::vector<const Tensor*> in_ptrs;

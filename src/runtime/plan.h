@@ -13,7 +13,10 @@
 //      whose output shape depends on a value only known at run time makes
 //      it and everything downstream "dynamic" (allocated when run);
 //   2. prepare(): weights of constant inputs are packed;
-//   3. the first plan also fuses (fusion.cpp) and then plans again;
+//   3. the first plan also fuses (fusion.cpp) and then plans again; until then
+//      DequantizeLinear of a constant (QDQ weights) is not folded: fusion may
+//      run the GEMM on the quantized weight, and folding would hold a float
+//      copy of every weight (and the float GEMM's packing of it) at load;
 //   4. a memory plan: each static intermediate gets an offset in one arena;
 //      values whose lifetimes do not overlap share bytes (greedy by size);
 //      view ops (Reshape, Squeeze, ...) alias their input and extend its life.
@@ -85,11 +88,13 @@ struct Plan {
   size_t arena_bytes = 0;
   std::shared_ptr<uint8_t[]> arena;
   size_t folded = 0;
+  bool deferred = false;  // constant DequantizeLinears left for the plan after fusion
 };
 
 // Input descs in graph input order.
 Plan make_plan(LoadedGraph& g, const std::vector<TensorDesc>& inputs, Parallel& pool);
-// Rewrites fusable patterns of g (using a plan's known shapes and constants); returns how many.
+// Rewrites fusable patterns of g (using a plan's known shapes and constants);
+// returns how many, and at least 1 when the plan deferred folds (plan again).
 size_t fuse_graph(LoadedGraph& g, const Plan& plan);
 std::vector<Tensor> execute(LoadedGraph& g, Plan& plan, const std::vector<const Tensor*>& inputs, Parallel& pool);
 

@@ -1,12 +1,13 @@
 // Conv (1-D and 2-D, groups, pads, strides, dilations, auto_pad) and
-// ConvInteger. Float Conv runs as im2col rows (one per output pixel) times
-// the packed transposed weight, then a transpose to NCHW; ConvInteger is the
-// plain loop.
+// ConvInteger. Both run as im2col rows (one per output pixel) times the packed
+// transposed weight (f32 GEMM; int8 GEMM), then a transpose to NCHW.
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/op.h"
 #include "runtime/ops/dispatch.h"
 #include "runtime/ops/fusable.h"
+#include "runtime/ops/int8.h"
 
 namespace medquant::runtime {
 namespace {
@@ -94,13 +95,15 @@ Shape out_shape(const Geometry& g) {
   return {g.N, g.M, g.OH, g.OW};
 }
 
-// Rows of patches: row (oh, ow) holds x[c][ih][iw] over (c in group, kh, kw).
+// Rows of patches, ld apart: row (oh, ow) holds x[c][ih][iw] over (c in
+// group, kh, kw), then pad up to ld.
 template <typename T>
-void im2row(const T* x, const Geometry& g, int64_t c0, int64_t cg, T* rows, T pad) {
+void im2row(const T* x, const Geometry& g, int64_t c0, int64_t cg, T* rows, T pad, int64_t ld) {
   const int64_t K = cg * g.KH * g.KW;
   for (int64_t oh = 0; oh < g.OH; ++oh)
     for (int64_t ow = 0; ow < g.OW; ++ow) {
-      T* r = rows + (oh * g.OW + ow) * K;
+      T* r = rows + (oh * g.OW + ow) * ld;
+      std::fill(r + K, r + ld, pad);
       for (int64_t c = 0; c < cg; ++c)
         for (int64_t kh = 0; kh < g.KH; ++kh) {
           const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
@@ -161,7 +164,7 @@ class ConvOp : public Op {
     float* t = reinterpret_cast<float*>(tmp.get());
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t gi = 0; gi < g.group; ++gi) {
-        im2row(x.data<float>() + n * g.C * g.H * g.W, g, gi * cg, cg, r, 0.f);
+        im2row(x.data<float>() + n * g.C * g.H * g.W, g, gi * cg, cg, r, 0.f, K);
         kernels::f32_gemm(k, P, r, K, (*packs)[gi], t, mg, kernels::Activation::None, &pool);
         float* yo = y.data<float>() + (n * g.M + gi * mg) * P;
         for (int64_t p = 0; p < P; ++p)
@@ -174,57 +177,149 @@ class ConvOp : public Op {
   std::vector<kernels::PackedF32> packs_;
 };
 
-class ConvIntegerOp : public Op {
+// ConvInteger as uint8 patch rows times each group's packed weights (the int8
+// GEMM), then a transpose to NCHW. An int8 input is shifted to uint8 (+128, its
+// zero point with it); padding is the zero point, i.e. the value 0. The fusion
+// pass may add the dequantizing scale, a per-channel bias and GELU to the
+// GEMM's epilogue (ConvInteger -> Cast -> Mul(scale) [-> Add(bias)]).
+class ConvIntegerOp : public Op, public FusableLinear {
  public:
   explicit ConvIntegerOp(ConvAttrs a) : a_(std::move(a)) {}
   bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
     for (size_t i = 0; i < 4; ++i)
       if (ctx.has(i) && ctx.type(i) != onnx::kUint8 && ctx.type(i) != onnx::kInt8) fail("{}: input {} must be uint8 or int8", where, i);
     Geometry g = geometry(a_, ctx.shape(0), ctx.shape(1), where);
-    if (ctx.has(2) && shape_size(ctx.shape(2), where) != 1) fail("{}: x_zero_point must be a scalar", where);
+    if (ctx.has(2) && (shape_size(ctx.shape(2), where) != 1 || ctx.type(2) != ctx.type(0)))
+      fail("{}: x_zero_point must be a scalar of x's type", where);
     if (ctx.has(3)) {
       const int64_t n = shape_size(ctx.shape(3), where);
-      if (n != 1 && n != g.M) fail("{}: w_zero_point must be a scalar or one per output channel", where);
+      if ((n != 1 && n != g.M) || ctx.type(3) != ctx.type(1))
+        fail("{}: w_zero_point must be a scalar or one per output channel, of w's type", where);
     }
-    out[0] = {onnx::kInt32, out_shape(g)};
+    if (dequantize_) {
+      if (!ctx.has(4) || ctx.type(4) != onnx::kFloat) fail("{}: fused scale must be float", where);
+      out[0] = {onnx::kFloat, out_shape(g)};
+    } else {
+      out[0] = {onnx::kInt32, out_shape(g)};
+    }
     shape_size(out[0].shape, where);
     return true;
   }
-  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+  void prepare(const InferContext& ctx) override {
+    packed_ = false;
+    const Tensor* w = ctx.value(1);
+    if (!w || (ctx.has(3) && !ctx.value(3))) return;
+    const Tensor* wz = ctx.has(3) ? ctx.value(3) : nullptr;
+    if (w_src_ != w->raw() || wz_src_ != (wz ? wz->raw() : nullptr) || packs_.empty())
+      packs_ = pack(*w, wz, geometry(a_, ctx.shape(0), ctx.shape(1), where));
+    w_src_ = w->raw();
+    wz_src_ = wz ? wz->raw() : nullptr;
+    columns_ = static_cast<size_t>(w->dim(0));
+    packed_ = true;
+  }
+
+  bool packed() const override { return packed_; }
+  size_t output_columns() const override { return columns_; }
+  bool channels_first() const override { return true; }
+  void set_bias(std::vector<float> bias) override { bias_ = std::move(bias); }
+  void set_activation(kernels::Activation act) override { act_ = act; }
+  bool has_bias() const override { return !bias_.empty(); }
+  kernels::Activation activation() const override { return act_; }
+  bool set_dequantize() override {
+    if (!packed_) return false;
+    dequantize_ = true;
+    return true;
+  }
+
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
     const Tensor& x = *in[0];
     const Tensor& w = *in[1];
-    auto q = [](const Tensor& t, int64_t i) -> int32_t {
-      return t.type() == onnx::kInt8 ? t.data<int8_t>()[i] : t.data<uint8_t>()[i];
-    };
-    const int32_t xz = in.size() > 2 && in[2] ? q(*in[2], 0) : 0;
     const Tensor* wz = in.size() > 3 ? in[3] : nullptr;
     Tensor& y = *out[0];
     Geometry g = geometry(a_, x.shape(), w.shape(), where);
-    const int64_t cg = g.C / g.group, mg = g.M / g.group;
-    int32_t* py = y.data<int32_t>();
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t m = 0; m < g.M; ++m) {
-        const int64_t gi = m / mg;
-        const int32_t zw = wz ? q(*wz, wz->size() == 1 ? 0 : m) : 0;
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            int32_t acc = 0;
-            for (int64_t c = 0; c < cg; ++c)
-              for (int64_t kh = 0; kh < g.KH; ++kh)
-                for (int64_t kw = 0; kw < g.KW; ++kw) {
-                  const int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
-                  const int32_t xv = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
-                                         ? q(x, ((n * g.C + gi * cg + c) * g.H + ih) * g.W + iw)
-                                         : xz;  // padding is the zero point (value 0)
-                  acc += (xv - xz) * (q(w, ((m * cg + c) * g.KH + kh) * g.KW + kw) - zw);
-                }
-            py[((n * g.M + m) * g.OH + oh) * g.OW + ow] = acc;
-          }
+    const int64_t cg = g.C / g.group, mg = g.M / g.group, P = g.OH * g.OW, image = g.C * g.H * g.W;
+    if (P == 0 || mg == 0 || g.N == 0) return;
+    const auto& k = kernels::best();
+    std::vector<kernels::PackedQ8> local;
+    const std::vector<kernels::PackedQ8>* packs = &packs_;
+    if (!packed_) {
+      local = pack(w, wz, g);
+      packs = &local;
+    }
+    const float* scale = nullptr;
+    bool per_channel = false;
+    if (dequantize_) {
+      const Tensor& s = *in[4];
+      per_channel = s.size() != 1;
+      if (per_channel && s.size() != g.M) fail("{}: fused scale has {} values for {} channels", where, s.size(), g.M);
+      scale = s.data<float>();
+    }
+    // int8 input: shifted to uint8 so that one kernel serves both.
+    const bool shifted = x.type() == onnx::kInt8;
+    const int32_t x_zp = (in.size() > 2 && in[2] ? load_q(*in[2], 0) : 0) + (shifted ? 128 : 0);
+    const size_t kp = (*packs)[0].kp;
+    auto rows = allocate_bytes(static_cast<size_t>(P) * kp);
+    auto tmp = allocate_bytes(static_cast<size_t>(P * mg) * 4);
+    std::shared_ptr<uint8_t[]> converted;
+    if (shifted) converted = allocate_bytes(static_cast<size_t>(image));
+    for (int64_t n = 0; n < g.N; ++n) {
+      const uint8_t* img = x.data<uint8_t>() + n * image;
+      if (shifted) {
+        std::memcpy(converted.get(), img, static_cast<size_t>(image));
+        flip_sign_bits(converted.get(), static_cast<size_t>(image));
+        img = converted.get();
       }
+      for (int64_t gi = 0; gi < g.group; ++gi) {
+        im2row(img, g, gi * cg, cg, rows.get(), static_cast<uint8_t>(x_zp), static_cast<int64_t>(kp));
+        kernels::Q8Output o;
+        o.ldc = static_cast<size_t>(mg);
+        if (dequantize_) {
+          o.f32 = reinterpret_cast<float*>(tmp.get());
+          o.scale = per_channel ? scale + gi * mg : scale;
+          o.scale_per_column = per_channel;
+          o.bias = bias_.empty() ? nullptr : bias_.data() + gi * mg;
+          o.act = act_;
+        } else {
+          o.i32 = reinterpret_cast<int32_t*>(tmp.get());
+        }
+        kernels::q8_gemm(k, static_cast<size_t>(P), rows.get(), kp, x_zp, (*packs)[gi], o, &pool);
+        // [P x mg] rows to the channels of NCHW (int32 or float: 4 bytes either way).
+        const uint32_t* t = reinterpret_cast<const uint32_t*>(tmp.get());
+        uint32_t* yo = static_cast<uint32_t*>(y.raw()) + (n * g.M + gi * mg) * P;
+        for (int64_t p = 0; p < P; ++p)
+          for (int64_t m = 0; m < mg; ++m) yo[m * P + p] = t[p * mg + m];
+      }
+    }
   }
 
  private:
+  // Each group's weight rows [mg x K] are the transposed B [K x mg] of rows x B.
+  std::vector<kernels::PackedQ8> pack(const Tensor& w, const Tensor* wz, const Geometry& g) const {
+    const int64_t mg = g.M / g.group, K = (g.C / g.group) * g.KH * g.KW;
+    std::vector<kernels::PackedQ8> packs;
+    std::vector<uint8_t> b(static_cast<size_t>(K * mg));
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      const uint8_t* src = w.data<uint8_t>() + gi * mg * K;
+      for (int64_t m = 0; m < mg; ++m)
+        for (int64_t q = 0; q < K; ++q) b[q * mg + m] = src[m * K + q];
+      std::vector<int32_t> zp;
+      if (!wz) zp.push_back(0);
+      else if (wz->size() == 1) zp.push_back(load_q(*wz, 0));
+      else
+        for (int64_t m = 0; m < mg; ++m) zp.push_back(load_q(*wz, gi * mg + m));
+      packs.push_back(kernels::pack_q8(kernels::best(), b.data(), K, mg, w.type() == onnx::kUint8, zp.data(), zp.size()));
+    }
+    return packs;
+  }
+
   ConvAttrs a_;
+  bool packed_ = false, dequantize_ = false;
+  std::vector<kernels::PackedQ8> packs_;
+  const void* w_src_ = nullptr;
+  const void* wz_src_ = nullptr;
+  size_t columns_ = 0;
+  std::vector<float> bias_;
+  kernels::Activation act_ = kernels::Activation::None;
 };
 
 }  // namespace

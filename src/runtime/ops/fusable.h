@@ -17,6 +17,8 @@ class FusableLinear {
   // only then are epilogues fused.
   virtual bool packed() const = 0;
   virtual size_t output_columns() const = 0;
+  // Where the output columns are: the last axis (GEMMs), or axis 1 (NCHW convolutions).
+  virtual bool channels_first() const { return false; }
   virtual void set_bias(std::vector<float> bias) = 0;  // output_columns() values
   virtual void set_activation(kernels::Activation act) = 0;
   virtual bool has_bias() const = 0;

@@ -1,8 +1,10 @@
 // Quantization operators: DynamicQuantizeLinear, QuantizeLinear,
-// DequantizeLinear, MatMulInteger, QLinearMatMul (reference loops), with the
-// packed u8 x s8 GEMM kernels for MatMulInteger on a constant 2-D weight,
-// which the fusion pass may extend with the dequantizing scale, a bias and
-// GELU (what ONNX Runtime calls MatMulIntegerToFloat).
+// DequantizeLinear, MatMulInteger, QLinearMatMul (reference loops; per-tensor
+// QuantizeLinear through the quantize kernel), with the packed u8 x s8 GEMM
+// kernels for MatMulInteger on a constant 2-D weight (int8 A shifted to
+// uint8), which the fusion pass may extend with the dequantizing scale, a
+// bias and GELU (what ONNX Runtime calls MatMulIntegerToFloat; fusion.cpp
+// also builds it from QDQ pairs).
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -10,8 +12,22 @@
 #include "runtime/ops/broadcast.h"
 #include "runtime/ops/dispatch.h"
 #include "runtime/ops/fusable.h"
+#include "runtime/ops/int8.h"
 
 namespace medquant::runtime {
+
+// 8 bytes at a time.
+void flip_sign_bits(uint8_t* y, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, y + i, 8);
+    w ^= 0x8080808080808080ull;
+    std::memcpy(y + i, &w, 8);
+  }
+  for (; i < n; ++i) y[i] ^= 0x80;
+}
+
 namespace {
 
 using kernels::Activation;
@@ -111,11 +127,23 @@ class QuantizeLinearOp : public Op {
     out[0] = {qt, ctx.shape(0)};
     return true;
   }
-  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
     const Tensor& x = *in[0];
     const Tensor& s = *in[1];
     const Tensor* z = in.size() > 2 ? in[2] : nullptr;
     const AxisParams p = axis_params(x.shape(), s.shape(), axis_, where);
+    if (p.count == 1) {
+      // Per tensor: the uint8 kernel (int8 is uint8 with the zero point moved by 128).
+      const bool shifted = out[0]->type() == onnx::kInt8;
+      const int32_t zp = (z ? load_q(*z, 0) : 0) + (shifted ? 128 : 0);
+      const float scale = s.data<float>()[0];
+      uint8_t* y = out[0]->data<uint8_t>();
+      pool.ranges(static_cast<size_t>(x.size()), 16384, [&](size_t b, size_t e) {
+        kernels::best().quantize_u8(x.data<float>() + b, y + b, e - b, scale, zp);
+        if (shifted) flip_sign_bits(y + b, e - b);
+      });
+      return;
+    }
     auto body = [&](auto tag) {
       using Q = decltype(tag);
       Q* y = out[0]->data<Q>();
@@ -147,7 +175,7 @@ class DequantizeLinearOp : public Op {
     out[0] = {onnx::kFloat, ctx.shape(0)};
     return true;
   }
-  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
     const Tensor& x = *in[0];
     const Tensor& s = *in[1];
     const Tensor* z = in.size() > 2 ? in[2] : nullptr;
@@ -156,6 +184,14 @@ class DequantizeLinearOp : public Op {
     auto body = [&](auto tag) {
       using Q = decltype(tag);
       const Q* a = x.data<Q>();
+      if (p.count == 1) {
+        const int32_t zp = z ? static_cast<int32_t>(z->data<Q>()[0]) : 0;
+        const float sc = s.data<float>()[0];
+        pool.ranges(static_cast<size_t>(x.size()), 16384, [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) y[i] = static_cast<float>(static_cast<int32_t>(a[i]) - zp) * sc;
+        });
+        return;
+      }
       for (int64_t i = 0; i < x.size(); ++i) {
         const int64_t c = p.index(i);
         const int32_t zp = z ? static_cast<int32_t>(z->data<Q>()[c]) : 0;
@@ -209,10 +245,6 @@ MatMulShape matmul_shape(const Shape& a0, const Shape& b0, std::string_view wher
   return r;
 }
 
-int32_t load_q(const Tensor& t, int64_t i) {
-  return t.type() == onnx::kInt8 ? t.data<int8_t>()[i] : t.data<uint8_t>()[i];
-}
-
 class MatMulIntegerOp : public Op, public FusableLinear {
  public:
   bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
@@ -244,7 +276,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   void prepare(const InferContext& ctx) override {
     packed_ = false;
     const Tensor* w = ctx.value(1);
-    if (!w || w->rank() != 2 || ctx.type(0) != onnx::kUint8 || ctx.rank(0) < 2) return;
+    if (!w || w->rank() != 2 || ctx.rank(0) < 2) return;
     if (ctx.has(2) && shape_size(ctx.shape(2), where) != 1) return;
     if (ctx.has(3) && !ctx.value(3)) return;
     const size_t K = w->dim(0), N = w->dim(1);
@@ -283,7 +315,9 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       const size_t K = pack_.k;
       const size_t M = K ? static_cast<size_t>(a.size()) / K : 0;
       if (M == 0 || pack_.n == 0) return;
-      const int32_t a_zp = azp ? load_q(*azp, 0) : 0;
+      // int8 A is shifted to uint8 (+128, its zero point with it): one kernel serves both.
+      const bool shifted = a.type() == onnx::kInt8;
+      const int32_t a_zp = (azp ? load_q(*azp, 0) : 0) + (shifted ? 128 : 0);
       kernels::Q8Output o;
       o.ldc = pack_.n;
       std::vector<float> scale_vec;
@@ -303,11 +337,13 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       const uint8_t* pa = a.data<uint8_t>();
       std::shared_ptr<uint8_t[]> padded;
       size_t lda = K;
-      if (pack_.kp != K) {
+      if (pack_.kp != K || shifted) {
         padded = allocate_bytes(M * pack_.kp);
         for (size_t i = 0; i < M; ++i) {
-          std::memcpy(padded.get() + i * pack_.kp, pa + i * K, K);
-          std::memset(padded.get() + i * pack_.kp + K, a_zp, pack_.kp - K);
+          uint8_t* d = padded.get() + i * pack_.kp;
+          std::memcpy(d, pa + i * K, K);
+          if (shifted) flip_sign_bits(d, K);
+          std::memset(d + K, a_zp, pack_.kp - K);
         }
         pa = padded.get();
         lda = pack_.kp;
