@@ -2,7 +2,10 @@
 encoder (ViT-B/16, 224x224, batch 1, random weights; tests/peer/onnx_models.vit).
 
 Models: FP32; INT8 from `medquant quantize onnx` (dynamic, qint8, MatMul);
-INT8 from ORT's quantize_dynamic (same options). Each model is run by
+INT8 from ORT's quantize_dynamic (same options); with --models also
+int8_conv (MatMul and the patch-embedding Conv, quint8 weights: ConvInteger),
+qdq_matmul and qdq (`quantize onnx --static`, MatMul only / the default op
+list, calibrated on 4 random images). Each model is run by
 `medquant bench --json` and by ONNX Runtime (all graph optimisations, same
 thread count) in separate processes, 1 and 2 threads: load time, median and
 p90 latency over --runs runs after --warmup, the median CPU time per run
@@ -56,6 +59,9 @@ def ort_child(model, threads, runs, warmup):
                       "median_cpu_ms": float(np.percentile(cpu, 50)), "peak_rss_mb": rss}))
 
 
+MODELS = ("fp32", "int8_medquant", "int8_ort_quantizer", "int8_conv", "qdq_matmul", "qdq")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--medquant", default=os.environ.get("MEDQUANT_BIN", "medquant"))
@@ -64,6 +70,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out")
     ap.add_argument("--workdir")
+    ap.add_argument("--models", default="fp32,int8_medquant,int8_ort_quantizer",
+                    help="comma-separated, of: " + ",".join(MODELS) + "; or all")
     ap.add_argument("--ort-child", nargs=4, metavar=("MODEL", "THREADS", "RUNS", "WARMUP"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ort_child:
@@ -84,10 +92,30 @@ def main():
             subprocess.run([a.medquant, "-q", "quantize", "onnx", fp32, "-o", ours], check=True)
         if not theirs.exists():
             quantize_dynamic(str(fp32), str(theirs), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        models = list(MODELS) if a.models == "all" else [m for m in a.models.split(",") if m]
+        for m in models:
+            if m not in MODELS:
+                sys.exit(f"error: --models: unknown model '{m}' (known: {', '.join(MODELS)})")
+        paths = {"fp32": fp32, "int8_medquant": ours, "int8_ort_quantizer": theirs}
+        extra = {"int8_conv": ["--op-types", "MatMul", "Conv", "--weight-type", "quint8"],
+                 "qdq_matmul": ["--static", "--op-types", "MatMul"], "qdq": ["--static"]}
+        for m in set(models) & set(extra):
+            paths[m] = work / f"vit_{m}.onnx"
+            if paths[m].exists():
+                continue
+            if "--static" in extra[m]:
+                calib = work / "calib"
+                calib.mkdir(exist_ok=True)
+                import numpy as np
+                for i in range(4):
+                    np.save(calib / f"{i}.npy", np.random.default_rng(100 + i).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32))
+                extra[m] += ["--calib", str(calib)]
+            subprocess.run([a.medquant, "-q", "quantize", "onnx", fp32, "-o", paths[m], *extra[m]], check=True)
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         rows = []
         for threads in [int(t) for t in a.threads.split(",")]:
-            for label, path in (("fp32", fp32), ("int8_medquant", ours), ("int8_ort_quantizer", theirs)):
+            for label in models:
+                path = paths[label]
                 # Alternate the two runtimes so that a busy machine hurts both alike.
                 p = subprocess.run([a.medquant, "--threads", str(threads), "bench", str(path), "--runs", str(a.runs),
                                     "--warmup", str(a.warmup), "--json"], capture_output=True, text=True, check=True)
@@ -104,6 +132,13 @@ def main():
             return next(r[key] for r in rows if r["model"] == model and r["runtime"] == runtime and r["threads"] == t)
         summary = {"bench": "runtime_vit_summary", "cpu": cpu, "load_average": os.getloadavg()[0]}
         for t in sorted({r["threads"] for r in rows}):
+            for m in models:
+                if m not in ("fp32", "int8_medquant", "int8_ort_quantizer"):
+                    summary[f"t{t}_{m}_vs_ort"] = round(med(m, "medquant", t) / med(m, "onnxruntime", t), 3)
+                    if t == 1:
+                        summary[f"t1_cpu_{m}_vs_ort"] = round(med(m, "medquant", 1, "median_cpu_ms") / med(m, "onnxruntime", 1, "median_cpu_ms"), 3)
+            if not {"fp32", "int8_medquant", "int8_ort_quantizer"} <= set(models):
+                continue
             summary[f"t{t}_int8_vs_ort_int8"] = round(med("int8_medquant", "medquant", t) / med("int8_medquant", "onnxruntime", t), 3)
             summary[f"t{t}_int8_ortq_vs_ort"] = round(med("int8_ort_quantizer", "medquant", t) / med("int8_ort_quantizer", "onnxruntime", t), 3)
             summary[f"t{t}_fp32_vs_ort_fp32"] = round(med("fp32", "medquant", t) / med("fp32", "onnxruntime", t), 3)
