@@ -61,23 +61,54 @@ void TARGET gemm_tile(size_t kc, const float* a, size_t a_stride, const float* w
   }
 }
 
+// The left 16 columns of a panel only (a tile of nc <= 16 columns: half the
+// FMAs; every column it computes is the same sum as gemm_tile's).
+template <int MR>
+void TARGET gemm_tile_half(size_t kc, const float* a, size_t a_stride, const float* w, float* c, size_t c_stride,
+                           const float* bias) {
+  __m512 acc[MR];
+  const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) acc[i] = b0;
+  const float* ar[MR];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) ar[i] = a + i * a_stride;
+  for (size_t k = 0; k < kc; ++k) {
+    const __m512 w0 = _mm512_loadu_ps(w);
+    w += 32;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ar[i][k]), w0, acc[i]);
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(c + i * c_stride, acc[i]);
+}
+
+template <int MR>
+void TARGET tile(bool half, size_t kc, const float* a, size_t a_stride, const float* w, float* c, size_t c_stride,
+                 const float* bias) {
+  if (half) gemm_tile_half<MR>(kc, a, a_stride, w, c, c_stride, bias);
+  else gemm_tile<MR>(kc, a, a_stride, w, c, c_stride, bias);
+}
+
 }  // namespace
 
 void TARGET f32_gemm_12x32__avx512(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                                    const float* w, float* c, size_t c_stride, const float* bias) {
+  // A tile of at most 16 columns (the last panel of attention's q K^T) takes
+  // the half-width kernel; wider ones compute all 32 columns.
   switch (mr) {
-    case 1: return gemm_tile<1>(kc, a, a_stride, w, c, c_stride, bias);
-    case 2: return gemm_tile<2>(kc, a, a_stride, w, c, c_stride, bias);
-    case 3: return gemm_tile<3>(kc, a, a_stride, w, c, c_stride, bias);
-    case 4: return gemm_tile<4>(kc, a, a_stride, w, c, c_stride, bias);
-    case 5: return gemm_tile<5>(kc, a, a_stride, w, c, c_stride, bias);
-    case 6: return gemm_tile<6>(kc, a, a_stride, w, c, c_stride, bias);
-    case 7: return gemm_tile<7>(kc, a, a_stride, w, c, c_stride, bias);
-    case 8: return gemm_tile<8>(kc, a, a_stride, w, c, c_stride, bias);
-    case 9: return gemm_tile<9>(kc, a, a_stride, w, c, c_stride, bias);
-    case 10: return gemm_tile<10>(kc, a, a_stride, w, c, c_stride, bias);
-    case 11: return gemm_tile<11>(kc, a, a_stride, w, c, c_stride, bias);
-    default: return gemm_tile<12>(kc, a, a_stride, w, c, c_stride, bias);
+    case 1: return tile<1>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 2: return tile<2>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 3: return tile<3>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 4: return tile<4>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 5: return tile<5>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 6: return tile<6>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 7: return tile<7>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 8: return tile<8>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 9: return tile<9>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 10: return tile<10>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    case 11: return tile<11>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
+    default: return tile<12>(nc <= 16, kc, a, a_stride, w, c, c_stride, bias);
   }
 }
 
@@ -117,15 +148,14 @@ void TARGET scale__avx512(const float* x, float* y, size_t n, float s, bool divi
   }
 }
 
-void TARGET softmax__avx512(const float* x, float* y, size_t n) {
-  if (n == 0) return;
-  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
-  if (i < n) vmax = _mm512_mask_max_ps(vmax, tail_mask(n - i), vmax, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
-  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+namespace {
+// Softmax's passes after the row maximum: y = exp(x - max) and their sum
+// (returned), then y * (1 / sum).
+float TARGET softmax_exp(const float* x, float* y, size_t n, float max) {
+  const __m512 mx = _mm512_set1_ps(max);
   __m512 vsum = _mm512_setzero_ps();
-  for (i = 0; i + 16 <= n; i += 16) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
     const __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(x + i), mx));
     _mm512_storeu_ps(y + i, e);
     vsum = _mm512_add_ps(vsum, e);
@@ -136,11 +166,139 @@ void TARGET softmax__avx512(const float* x, float* y, size_t n) {
     _mm512_mask_storeu_ps(y + i, m, e);
     vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
   }
-  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(vsum));
-  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+  return _mm512_reduce_add_ps(vsum);
+}
+void TARGET softmax_normalize(float* y, size_t n, float sum) {
+  const __m512 inv = _mm512_set1_ps(1.f / sum);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
   if (i < n) {
     const __mmask16 m = tail_mask(n - i);
     _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), inv));
+  }
+}
+}  // namespace
+
+void TARGET softmax__avx512(const float* x, float* y, size_t n) {
+  if (n == 0) return;
+  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+  if (i < n) vmax = _mm512_mask_max_ps(vmax, tail_mask(n - i), vmax, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+  softmax_normalize(y, n, softmax_exp(x, y, n, _mm512_reduce_max_ps(vmax)));
+}
+
+namespace {
+// R rows side by side through each pass, so their dependency chains (the
+// running max and sum, the horizontal reductions) overlap; each row's own
+// operations are those of softmax__avx512 in the same order. The scaled (and
+// masked) values are stored as the Mul/Div and Add operators would store them,
+// their maximum taken in the same pass; the empty asm keeps the compiler from
+// contracting the product and the mask add into an FMA.
+template <int R>
+void TARGET attention_softmax_rows(float* x, size_t ld, size_t n, __m512 vs, bool divide, const float* mask) {
+  float* row[R];
+  __m512 acc[R], mx[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    row[r] = x + r * ld;
+    acc[r] = _mm512_set1_ps(-__builtin_inff());
+  }
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __m512 mv = mask ? _mm512_maskz_loadu_ps(m, mask + i) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m512 v = _mm512_maskz_loadu_ps(m, row[r] + i);
+      v = divide ? _mm512_div_ps(v, vs) : _mm512_mul_ps(v, vs);
+      if (mask) {
+        __asm__("" : "+v"(v));
+        v = _mm512_add_ps(v, mv);
+      }
+      _mm512_mask_storeu_ps(row[r] + i, m, v);
+      acc[r] = _mm512_mask_max_ps(acc[r], m, acc[r], v);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(acc[r]));
+    acc[r] = _mm512_setzero_ps();
+  }
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(row[r] + i), mx[r]));
+      _mm512_storeu_ps(row[r] + i, e);
+      acc[r] = _mm512_add_ps(acc[r], e);
+    }
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 e = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row[r] + i), mx[r]));
+      _mm512_mask_storeu_ps(row[r] + i, m, e);
+      acc[r] = _mm512_mask_add_ps(acc[r], m, acc[r], e);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) softmax_normalize(row[r], n, _mm512_reduce_add_ps(acc[r]));
+}
+}  // namespace
+
+void TARGET attention_softmax__avx512(float* x, size_t ld, size_t rows, size_t n, float s, bool divide,
+                                      const float* mask) {
+  if (n == 0) return;
+  const __m512 vs = _mm512_set1_ps(s);
+  size_t r = 0;
+  for (; r + 4 <= rows; r += 4) attention_softmax_rows<4>(x + r * ld, ld, n, vs, divide, mask);
+  for (; r < rows; ++r) attention_softmax_rows<1>(x + r * ld, ld, n, vs, divide, mask);
+}
+
+// 16 x 16 blocks of src transposed in registers (unpack 32-bit, unpack 64-bit,
+// then two 128-bit lane shuffles): src rows past n read as zeros, the last
+// block of k is loaded masked and only its rows stored. nr: a multiple of 16.
+void TARGET pack_f32_transposed__avx512(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d) {
+  const size_t panels = (n + nr - 1) / nr;
+  for (size_t p = 0; p < panels; ++p) {
+    float* dp = d + p * k * nr;
+    for (size_t jb = 0; jb < nr; jb += 16) {
+      const size_t j0 = p * nr + jb;
+      const size_t nj = j0 >= n ? 0 : n - j0 < 16 ? n - j0 : 16;
+      for (size_t k0 = 0; k0 < k; k0 += 16) {
+        const size_t nk = k - k0 < 16 ? k - k0 : 16;
+        const __mmask16 km = nk == 16 ? static_cast<__mmask16>(0xffff) : tail_mask(nk);
+        __m512 r[16], t[16];
+#pragma GCC unroll 16
+        for (size_t j = 0; j < 16; ++j)
+          r[j] = j < nj ? _mm512_maskz_loadu_ps(km, src + (j0 + j) * ld + k0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+          t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+          const __m512d c = _mm512_castps_pd(t[4 * i + 1]), e = _mm512_castps_pd(t[4 * i + 3]);
+          r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+          r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+          r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
+          r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, e));
+        }
+        // r[4g + c], lane L: rows 4g..4g+3 of column 4L + c.
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+          const __m512 v2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+          t[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+          t[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+          t[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+          t[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+        }
+        for (size_t c = 0; c < nk; ++c) _mm512_storeu_ps(dp + (k0 + c) * nr + jb, t[c]);
+      }
+    }
   }
 }
 

@@ -59,6 +59,14 @@ struct Table {
   void (*softmax)(const float* x, float* y, size_t n);
   // y = x * s, or x / s when divide (rounded as the Mul / Div operators round).
   void (*scale)(const float* x, float* y, size_t n, float s, bool divide);
+  // Attention's score rows, in place (rows of n, ld apart): x * s (or x / s),
+  // + mask[j] when mask is not null, then softmax — exactly the values scale,
+  // an Add and softmax give one after another.
+  void (*attention_softmax)(float* x, size_t ld, size_t rows, size_t n, float s, bool divide, const float* mask);
+  // The packed f32 panels (layout above, nr columns) of B = src^T, where src
+  // is n rows of k floats, ld apart: panel p holds src[p*nr + j][kk] at
+  // [kk*nr + j], columns past n zero.
+  void (*pack_f32_transposed)(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d);
   // y = (x - mean) / sqrt(var + eps) * scale + bias (bias may be null).
   void (*layernorm)(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
   void (*gelu)(const float* x, float* y, size_t n);  // 0.5 x (1 + erf(x / sqrt 2))
@@ -102,7 +110,7 @@ PackedF32 pack_f32(const Table& t, const float* b, size_t k, size_t n, size_t ld
 // C[M x N] = A[M x K] x B (+ bias) (then activation); rows of A lda apart, of C ldc apart.
 void f32_gemm(const Table& t, size_t m, const float* a, size_t lda, const PackedF32& b, float* c,
               size_t ldc, Activation act, Parallel* pool);
-// Unpacked B (row-major, ldb): packs on the fly (small K x N, attention).
+// Unpacked B (row-major, ldb): packs on the fly (small K x N, batched MatMul).
 void f32_gemm_unpacked(const Table& t, size_t m, size_t n, size_t k, const float* a, size_t lda,
                        const float* b, size_t ldb, bool b_transposed, float* c, size_t ldc);
 

@@ -14,6 +14,9 @@ void f32_gemm_12x32__avx512(size_t mr, size_t nc, size_t kc, const float* a, siz
                             const float* w, float* c, size_t c_stride, const float* bias);
 void softmax__avx512(const float* x, float* y, size_t n);
 void scale__avx512(const float* x, float* y, size_t n, float s, bool divide);
+void attention_softmax__avx512(float* x, size_t ld, size_t rows, size_t n, float s, bool divide,
+                               const float* mask);
+void pack_f32_transposed__avx512(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d);
 void layernorm__avx512(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
 void gelu__avx512(const float* x, float* y, size_t n);
 void erf__avx512(const float* x, float* y, size_t n);

@@ -3,6 +3,7 @@
 #include <cpuid.h>
 
 #include "runtime/kernels/kernels.h"
+#include "runtime/kernels/portable.h"
 #include "runtime/kernels/x86.h"
 
 namespace medquant::runtime::kernels {
@@ -26,7 +27,8 @@ bool has_avxvnni() {
 const Table* avx2_table() {
   static const Table t{"avx2", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avx2, "q8_gemm_6x16__avx2",
-                       softmax__avx2, scale__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, attention_softmax_chain<scale__avx2, softmax__avx2>,
+                       pack_f32_transposed__portable, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avx2() ? &t : nullptr;
 }
@@ -34,7 +36,8 @@ const Table* avx2_table() {
 const Table* avxvnni_table() {
   static const Table t{"avxvnni", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avxvnni, "q8_gemm_6x16__avxvnni",
-                       softmax__avx2, scale__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, attention_softmax_chain<scale__avx2, softmax__avx2>,
+                       pack_f32_transposed__portable, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avxvnni() ? &t : nullptr;
 }
@@ -42,7 +45,8 @@ const Table* avxvnni_table() {
 const Table* avx512_table() {
   static const Table t{"avx512", 12, 32, f32_gemm_12x32__avx512, "f32_gemm_12x32__avx512",
                        12, 32, q8_gemm_12x32__avx512bw, "q8_gemm_12x32__avx512bw",
-                       softmax__avx512, scale__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
+                       softmax__avx512, scale__avx512, attention_softmax__avx512, pack_f32_transposed__avx512,
+                       layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
                        quantize_u8__avx512, q8_dequantize__avx512};
   return has_avx512() ? &t : nullptr;
 }
@@ -50,7 +54,8 @@ const Table* avx512_table() {
 const Table* avx512vnni_table() {
   static const Table t{"avx512vnni", 12, 32, f32_gemm_12x32__avx512, "f32_gemm_12x32__avx512",
                        12, 32, q8_gemm_12x32__avx512vnni, "q8_gemm_12x32__avx512vnni",
-                       softmax__avx512, scale__avx512, layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
+                       softmax__avx512, scale__avx512, attention_softmax__avx512, pack_f32_transposed__avx512,
+                       layernorm__avx512, gelu__avx512, erf__avx512, exp__avx512, minmax__avx512,
                        quantize_u8__avx512, q8_dequantize__avx512};
   return has_avx512vnni() ? &t : nullptr;
 }

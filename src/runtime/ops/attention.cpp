@@ -2,16 +2,27 @@
 // model): softmax(q k * scale [+ mask]) v per batch and head, reading q, k, v in the
 // [B, T, H, D] layout the Q/K/V projections produce and writing the context in
 // that layout too, so the four head transposes around it are never
-// materialised. Each head runs the same kernels in the same order as the
-// unfused MatMul -> Mul/Div -> Softmax -> MatMul chain, so results are equal.
+// materialised. Each head packs K^T and V once, then takes its query rows a
+// block at a time through q K^T, the scaled softmax and P V, so the block's
+// scores stay in L1. Every score and output element is computed by the same
+// micro-kernel, in the same order, as in the unfused MatMul -> Mul/Div ->
+// Softmax -> MatMul chain (row blocks only change which rows go together), so
+// results are equal.
 #include "runtime/ops/attention.h"
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "runtime/kernels/kernels.h"
 
 namespace medquant::runtime {
 namespace {
+
+// Query rows per block: a multiple of the micro-kernel's rows near this many
+// (24 rows of 197 scores are 19 KiB, half of L1).
+constexpr size_t kRowBlock = 24;
+constexpr size_t kMaxTile = 16 * 64;  // one micro-kernel tile, the largest MR x NR of any table
 
 class AttentionOp : public Op {
  public:
@@ -47,25 +58,48 @@ class AttentionOp : public Op {
     const float* pm = mask ? mask->data<float>() : nullptr;
     const bool mask_per_batch = mask && mask->dim(0) != 1;
     float* po = out[0]->data<float>();
+    const size_t mr = kt.f32_mr, nr = kt.f32_nr;
+    const size_t kpanels = (tk + nr - 1) / nr, vpanels = (dv + nr - 1) / nr;
+    // Score rows are whole panels wide, so every q K^T tile is stored in place
+    // (a kernel may write all NR columns of a partial panel, or only nc).
+    const size_t lds = kpanels * nr;
+    const size_t mb = mr * std::max<size_t>(1, kRowBlock / mr);
+    const size_t ldq = heads * d, ldv = heads * dv;
     pool.run(batch * heads, [&](size_t task) {
       const size_t b = task / heads, h = task % heads;
-      thread_local std::vector<float> scores;
-      scores.resize(t * tk);
-      float* s = scores.data();
-      // q row i of head h: q[b, i, h, :]; k as the B operand [d x tk] is k[b, :, h, :] transposed.
-      kernels::f32_gemm_unpacked(kt, t, tk, d, pq + (b * t * heads + h) * d, heads * d,
-                                 pk + (b * tk * heads + h) * d, heads * d, true, s, tk);
-      for (size_t i = 0; i < t; ++i) {
-        float* row = s + i * tk;
-        kt.scale(row, row, tk, scale_, divide_);
-        if (pm) {
-          const float* mr = pm + (mask_per_batch ? b * tk : 0);
-          for (size_t j = 0; j < tk; ++j) row[j] += mr[j];
+      thread_local std::vector<float> buffer;
+      buffer.resize(kpanels * nr * d + mb * lds + kMaxTile);
+      float* kpack = buffer.data();
+      float* s = kpack + kpanels * nr * d;
+      float* tile = s + mb * lds;
+      // K as the B operand [d x tk] is k[b, :, h, :] transposed; V [tk x dv] is v[b, :, h, :].
+      kt.pack_f32_transposed(pk + (b * tk * heads + h) * d, tk, d, ldq, nr, kpack);
+      const auto vpacked = kernels::pack_f32(kt, pv + (b * tk * heads + h) * dv, tk, dv, ldv);
+      const float* vpack = vpacked.data.get();
+      const float* mrow = pm ? pm + (mask_per_batch ? b * tk : 0) : nullptr;
+      const float* qh = pq + (b * t * heads + h) * d;
+      float* oh = po + (b * t * heads + h) * dv;
+      for (size_t r0 = 0; r0 < t; r0 += mb) {
+        const size_t rows = std::min(mb, t - r0);
+        for (size_t p = 0; p < kpanels; ++p)
+          for (size_t i = 0; i < rows; i += mr)
+            kt.f32_gemm(std::min(mr, rows - i), std::min(nr, tk - p * nr), d, qh + (r0 + i) * ldq, ldq,
+                        kpack + p * d * nr, s + i * lds + p * nr, lds, nullptr);
+        kt.attention_softmax(s, lds, rows, tk, scale_, divide_, mrow);
+        for (size_t p = 0; p < vpanels; ++p) {
+          const size_t j0 = p * nr, nc = std::min(nr, dv - j0);
+          for (size_t i = 0; i < rows; i += mr) {
+            const size_t m = std::min(mr, rows - i);
+            float* o = oh + (r0 + i) * ldv + j0;
+            if (nc == nr) {
+              kt.f32_gemm(m, nr, tk, s + i * lds, lds, vpack + p * tk * nr, o, ldv, nullptr);
+              continue;
+            }
+            kt.f32_gemm(m, nr, tk, s + i * lds, lds, vpack + p * tk * nr, tile, nr, nullptr);
+            for (size_t r = 0; r < m; ++r) std::memcpy(o + r * ldv, tile + r * nr, nc * sizeof(float));
+          }
         }
-        kt.softmax(row, row, tk);
       }
-      kernels::f32_gemm_unpacked(kt, t, dv, tk, s, tk, pv + (b * tk * heads + h) * dv, heads * dv, false,
-                                 po + (b * t * heads + h) * dv, heads * dv);
     });
   }
 
