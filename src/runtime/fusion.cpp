@@ -17,6 +17,7 @@
 //       -> Softmax -> x Transpose(v) -> Transpose             => one Attention node
 // Fused-away values must have no other reader and must not be graph outputs.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <unordered_set>
 
@@ -243,6 +244,41 @@ Dequantized dequantized(const Matcher& m, int v) {
   return r;
 }
 
+// The float values of v: a constant, or (before the plan folds it) a
+// DequantizeLinear of constants, computed as DequantizeLinear does (QDQ
+// biases: int32 with scale x_s * w_s, per tensor or per element).
+bool constant_values(const Matcher& m, int v, std::vector<float>& out, int& dq) {
+  if (const Tensor* t = m.constant(v)) {
+    if (t->type() != onnx::kFloat) return false;
+    out.assign(t->data<float>(), t->data<float>() + t->size());
+    return true;
+  }
+  dq = m.producer_of(v);
+  if (dq < 0 || !m.is(dq, "DequantizeLinear")) return false;
+  const auto& in = m.g.nodes[dq].in;
+  const Tensor* x = m.constant(in[0]);
+  const Tensor* s = m.constant(in[1]);
+  const Tensor* z = in.size() > 2 && in[2] >= 0 ? m.constant(in[2]) : nullptr;
+  if (!x || !s || s->type() != onnx::kFloat || (in.size() > 2 && in[2] >= 0 && !z) || x->rank() > 1) return false;
+  if ((s->size() != 1 && s->size() != x->size()) || (z && z->size() != s->size())) return false;
+  auto at = [](const Tensor& t, int64_t i) -> int64_t {
+    switch (t.type()) {
+      case onnx::kInt32: return t.data<int32_t>()[i];
+      case onnx::kInt8: return t.data<int8_t>()[i];
+      case onnx::kUint8: return t.data<uint8_t>()[i];
+      default: return INT64_MIN;
+    }
+  };
+  out.resize(static_cast<size_t>(x->size()));
+  for (int64_t i = 0; i < x->size(); ++i) {
+    const int64_t c = s->size() == 1 ? 0 : i;
+    const int64_t q = at(*x, i), zp = z ? at(*z, c) : 0;
+    if (q == INT64_MIN || zp == INT64_MIN) return false;
+    out[i] = static_cast<float>(static_cast<int32_t>(q - zp)) * s->data<float>()[c];
+  }
+  return true;
+}
+
 // The op of a fused node, prepared now (fuse_bias and fuse_gelu need it
 // packed): the plan's descs and constants for the node's old inputs, `extra`
 // for the new constant (the last input).
@@ -284,8 +320,9 @@ bool fuse_qdq(Matcher& m, int ni) {
   if (a.node < 0 || w.node < 0 || a.scale->size() != 1) return false;
   const Tensor* wq = m.constant(w.q);
   if (!wq || wq->rank() != (conv ? m.shape(n.in[0]).size() : 2)) return false;
-  const Tensor* bias = conv && n.in.size() > 2 && n.in[2] >= 0 ? m.constant(n.in[2]) : nullptr;
-  if (conv && n.in.size() > 2 && n.in[2] >= 0 && (!bias || bias->type() != onnx::kFloat)) return false;
+  std::vector<float> bias;
+  int bias_dq = -1;
+  if (conv && n.in.size() > 2 && n.in[2] >= 0 && !constant_values(m, n.in[2], bias, bias_dq)) return false;
   // Per-column weight parameters must run along the output columns.
   const int64_t columns = conv ? wq->dim(0) : wq->dim(1);
   const int64_t ws = w.scale->size();
@@ -309,9 +346,10 @@ bool fuse_qdq(Matcher& m, int ni) {
   auto* lin = dynamic_cast<FusableLinear*>(op.get());
   const std::vector<int> in{a.q, w.q, a.zp, w.zp, -2};
   if (!lin || !prepare_fused(m, *op, in, scale_t) || !lin->packed() || !lin->set_dequantize()) return false;
-  if (bias) {
-    if (bias->size() != columns) return false;
-    lin->set_bias(std::vector<float>(bias->data<float>(), bias->data<float>() + bias->size()));
+  if (!bias.empty()) {
+    if (static_cast<int64_t>(bias.size()) != columns) return false;
+    lin->set_bias(std::move(bias));
+    if (bias_dq >= 0 && m.sole_consumer(n.in[2]) == ni) m.g.nodes[bias_dq].removed = true;
   }
   // The scale is a new constant of the graph.
   const int scale_id = static_cast<int>(m.g.names.size());

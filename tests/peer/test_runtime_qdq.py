@@ -53,8 +53,12 @@ def run_medquant(path, feeds, tmp, fuse=True):
     return [np.load(out / f"{o.name}.npy") for o in m.graph.output]
 
 
+def bench_json(path):
+    return json.loads(medquant("bench", path, "--runs", 1, "--warmup", 0, "--json").stdout)
+
+
 def fusions(path):
-    return json.loads(medquant("bench", path, "--runs", 1, "--warmup", 0, "--json").stdout)["fusions"]
+    return bench_json(path)["fusions"]
 
 
 def run_ort(path, feeds, optimize=True):
@@ -191,7 +195,8 @@ def test_dynamic_conv_build_fuses_and_matches_ort(quantizer, tmp_path):
 # ---------------------------------------------------------------- QDQ layers
 
 def qdq_layer(path, conv, act_signed, per_channel, w_signed, bias, rng):
-    """x -> QuantizeLinear -> DequantizeLinear -> MatMul / Conv with DequantizeLinear(W_q) [+ bias] -> y."""
+    """x -> QuantizeLinear -> DequantizeLinear -> MatMul / Conv with DequantizeLinear(W_q) [+ bias] -> y
+    (a per-channel Conv's bias is DequantizeLinear(int32), else float)."""
     at = TensorProto.INT8 if act_signed else TensorProto.UINT8
     wt = TensorProto.INT8 if w_signed else TensorProto.UINT8
     if conv:
@@ -213,7 +218,14 @@ def qdq_layer(path, conv, act_signed, per_channel, w_signed, bias, rng):
     out = "y0" if bias and not conv else "y"
     if conv:
         ins = ["xd", "wd"]
-        if bias:
+        if bias and per_channel:
+            # as quantize_static writes it: int32 with scale x_s * w_s, per channel
+            bq = rng.integers(-20000, 20000, size=cols).astype(np.int32)
+            inits += [numpy_helper.from_array(bq, "bq"),
+                      numpy_helper.from_array((np.float32(0.021) * ws.astype(np.float32)).astype(np.float32), "bs")]
+            nodes.append(helper.make_node("DequantizeLinear", ["bq", "bs"], ["b"], axis=0))
+            ins.append("b")
+        elif bias:
             inits.append(numpy_helper.from_array((rng.standard_normal(cols) * 0.1).astype(np.float32), "b"))
             ins.append("b")
         nodes.append(helper.make_node("Conv", ins, ["y"], kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]))
@@ -236,7 +248,9 @@ def test_qdq_layer_fuses_and_matches_ort(conv, act_signed, weights, tmp_path):
     feeds = qdq_layer(path, conv, act_signed, weights.endswith("per_channel"), weights.startswith("s8"), True, rng)
     ours = run_medquant(path, feeds, tmp_path)[0]
     plain = run_medquant(path, feeds, tmp_path, fuse=False)[0]
-    assert fusions(path) >= (1 if conv else 2)  # the QDQ pair (+ the bias Add for MatMul)
+    assert fusions(path) == (1 if conv else 2)  # the QDQ pair (+ the bias Add for MatMul)
+    if conv:  # left beside the Q: the integer convolution with its bias (the DQs of W, x and bias gone)
+        assert bench_json(path)["steps"] == 2
     assert_close(ours, run_ort(path, feeds)[0], 1e-5, "vs ORT (fused)")
     assert_close(ours, run_ort(path, feeds, optimize=False)[0], 1e-5, "vs ORT (DQ + float op)")
     assert_close(ours, plain, 1e-5, "fused vs not")
