@@ -149,6 +149,123 @@ void TARGET softmax__avx2(const float* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] *= inv;
 }
 
+namespace {
+// R rows side by side through each pass (their running max/sum chains and
+// reductions overlap), each row's own operations those of scale__avx2, the
+// mask add and softmax__avx2 in the same order; the empty asm keeps the
+// compiler from contracting the product and the mask add into an FMA.
+template <int R>
+void TARGET attention_softmax_rows(float* x, size_t ld, size_t n, float s, bool divide, const float* mask) {
+  const __m256 vs = _mm256_set1_ps(s);
+  float* row[R];
+  __m256 acc[R];
+  float value[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    row[r] = x + r * ld;
+    acc[r] = _mm256_set1_ps(-__builtin_inff());
+  }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 mv = mask ? _mm256_loadu_ps(mask + i) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m256 v = _mm256_loadu_ps(row[r] + i);
+      v = divide ? _mm256_div_ps(v, vs) : _mm256_mul_ps(v, vs);
+      if (mask) {
+        __asm__("" : "+x"(v));
+        v = _mm256_add_ps(v, mv);
+      }
+      _mm256_storeu_ps(row[r] + i, v);
+      acc[r] = _mm256_max_ps(acc[r], v);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (size_t j = i; j < n; ++j) {
+      float v = divide ? row[r][j] / s : row[r][j] * s;
+      if (mask) {
+        __asm__("" : "+x"(v));
+        v += mask[j];
+      }
+      row[r][j] = v;
+    }
+    if (i < n) acc[r] = _mm256_max_ps(acc[r], load_tail(row[r] + i, n - i, -__builtin_inff()));
+    value[r] = hmax(acc[r]);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (i = 0; i + 8 <= n; i += 8)
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 e = vexp(_mm256_sub_ps(_mm256_loadu_ps(row[r] + i), _mm256_set1_ps(value[r])));
+      _mm256_storeu_ps(row[r] + i, e);
+      acc[r] = _mm256_add_ps(acc[r], e);
+    }
+  for (int r = 0; r < R; ++r) {
+    float* y = row[r];
+    float sum = hsum(acc[r]);
+    if (i < n) {  // softmax__avx2's scalar tail: the same lane-wise exp, summed in order
+      store_tail(y + i, n - i, vexp(_mm256_sub_ps(load_tail(y + i, n - i, 0.f), _mm256_set1_ps(value[r]))));
+      for (size_t j = i; j < n; ++j) sum += y[j];
+    }
+    const float inv = 1.f / sum;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(y + j), vinv));
+    for (; j < n; ++j) y[j] *= inv;
+  }
+}
+}  // namespace
+
+void TARGET attention_softmax__avx2(float* x, size_t ld, size_t rows, size_t n, float s, bool divide,
+                                    const float* mask) {
+  if (n == 0) return;
+  size_t r = 0;
+  for (; r + 4 <= rows; r += 4) attention_softmax_rows<4>(x + r * ld, ld, n, s, divide, mask);
+  for (; r < rows; ++r) attention_softmax_rows<1>(x + r * ld, ld, n, s, divide, mask);
+}
+
+// 8 x 8 blocks of src transposed in registers (unpack, shuffle, 128-bit lane
+// swap): src rows past n read as zeros, the last block of k is loaded padded
+// and only its rows stored. nr: a multiple of 8.
+void TARGET pack_f32_transposed__avx2(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d) {
+  const size_t panels = (n + nr - 1) / nr;
+  for (size_t p = 0; p < panels; ++p) {
+    float* dp = d + p * k * nr;
+    for (size_t jb = 0; jb < nr; jb += 8) {
+      const size_t j0 = p * nr + jb;
+      const size_t nj = j0 >= n ? 0 : n - j0 < 8 ? n - j0 : 8;
+      for (size_t k0 = 0; k0 < k; k0 += 8) {
+        const size_t nk = k - k0 < 8 ? k - k0 : 8;
+        __m256 r[8], t[8];
+#pragma GCC unroll 8
+        for (size_t j = 0; j < 8; ++j)
+          r[j] = j >= nj ? _mm256_setzero_ps()
+                 : nk == 8 ? _mm256_loadu_ps(src + (j0 + j) * ld + k0)
+                           : load_tail(src + (j0 + j) * ld + k0, nk, 0.f);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+          t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // r[4h + c]: rows 4h..4h+3 of column c (low lane) and c + 4 (high lane).
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          r[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+          r[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+          r[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+          r[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          t[c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x20);
+          t[4 + c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x31);
+        }
+        for (size_t c = 0; c < nk; ++c) _mm256_storeu_ps(dp + (k0 + c) * nr + jb, t[c]);
+      }
+    }
+  }
+}
+
 void TARGET layernorm__avx2(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps) {
   if (n == 0) return;
   __m256 vs = _mm256_setzero_ps();

@@ -125,20 +125,14 @@ void q8_dequantize__portable(const int32_t* acc, size_t acc_stride, size_t rows,
   }
 }
 
-// Blocks of 8 source rows: each output row of a panel is written whole while
-// the block's source rows stay in a few cache lines (the rows are usually far
-// apart: attention's keys are a whole token apart).
+// The plain walk: each source row (a column of B) read once, in order.
 void pack_f32_transposed__portable(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d) {
   const size_t panels = (n + nr - 1) / nr;
   for (size_t p = 0; p < panels; ++p) {
     float* dp = d + p * k * nr;
-    for (size_t j0 = 0; j0 < nr; j0 += 8) {
-      const size_t col = p * nr + j0, nj = col >= n ? 0 : std::min<size_t>(8, n - col);
-      const size_t width = std::min<size_t>(8, nr - j0);
-      for (size_t kk = 0; kk < k; ++kk) {
-        float* o = dp + kk * nr + j0;
-        for (size_t j = 0; j < width; ++j) o[j] = j < nj ? src[(col + j) * ld + kk] : 0.f;
-      }
+    for (size_t j = 0; j < nr; ++j) {
+      const size_t col = p * nr + j;
+      for (size_t kk = 0; kk < k; ++kk) dp[kk * nr + j] = col < n ? src[col * ld + kk] : 0.f;
     }
   }
 }

@@ -31,6 +31,8 @@ void f32_gemm_6x16__avx2(size_t mr, size_t nc, size_t kc, const float* a, size_t
                          const float* w, float* c, size_t c_stride, const float* bias);
 void softmax__avx2(const float* x, float* y, size_t n);
 void scale__avx2(const float* x, float* y, size_t n, float s, bool divide);
+void attention_softmax__avx2(float* x, size_t ld, size_t rows, size_t n, float s, bool divide, const float* mask);
+void pack_f32_transposed__avx2(const float* src, size_t n, size_t k, size_t ld, size_t nr, float* d);
 void layernorm__avx2(const float* x, float* y, size_t n, const float* scale, const float* bias, float eps);
 void gelu__avx2(const float* x, float* y, size_t n);
 void erf__avx2(const float* x, float* y, size_t n);

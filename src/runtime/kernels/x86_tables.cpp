@@ -3,7 +3,6 @@
 #include <cpuid.h>
 
 #include "runtime/kernels/kernels.h"
-#include "runtime/kernels/portable.h"
 #include "runtime/kernels/x86.h"
 
 namespace medquant::runtime::kernels {
@@ -27,8 +26,8 @@ bool has_avxvnni() {
 const Table* avx2_table() {
   static const Table t{"avx2", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avx2, "q8_gemm_6x16__avx2",
-                       softmax__avx2, scale__avx2, attention_softmax_chain<scale__avx2, softmax__avx2>,
-                       pack_f32_transposed__portable, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, attention_softmax__avx2,
+                       pack_f32_transposed__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avx2() ? &t : nullptr;
 }
@@ -36,8 +35,8 @@ const Table* avx2_table() {
 const Table* avxvnni_table() {
   static const Table t{"avxvnni", 6, 16, f32_gemm_6x16__avx2, "f32_gemm_6x16__avx2",
                        6, 16, q8_gemm_6x16__avxvnni, "q8_gemm_6x16__avxvnni",
-                       softmax__avx2, scale__avx2, attention_softmax_chain<scale__avx2, softmax__avx2>,
-                       pack_f32_transposed__portable, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
+                       softmax__avx2, scale__avx2, attention_softmax__avx2,
+                       pack_f32_transposed__avx2, layernorm__avx2, gelu__avx2, erf__avx2, exp__avx2, minmax__avx2, quantize_u8__avx2,
                        q8_dequantize__avx2};
   return has_avxvnni() ? &t : nullptr;
 }
