@@ -2,10 +2,10 @@
 encoder (ViT-B/16, 224x224, batch 1, random weights; tests/peer/onnx_models.vit).
 
 Models: FP32; INT8 from `medquant quantize onnx` (dynamic, qint8, MatMul);
-INT8 from ORT's quantize_dynamic (same options); with --models also
-int8_conv (MatMul and the patch-embedding Conv, quint8 weights: ConvInteger),
-qdq_matmul and qdq (`quantize onnx --static`, MatMul only / the default op
-list, calibrated on 4 random images). Each model is run by
+INT8 from ORT's quantize_dynamic (same options); int8_conv (MatMul and the
+patch-embedding Conv, quint8 weights: ConvInteger); qdq_matmul and qdq
+(`quantize onnx --static`, MatMul only / the default op list, calibrated on 4
+random images); --models picks some. Each model is run by
 `medquant bench --json` and by ONNX Runtime (all graph optimisations, same
 thread count) in separate processes, 1 and 2 threads: load time, median and
 p90 latency over --runs runs after --warmup, the median CPU time per run
@@ -70,7 +70,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out")
     ap.add_argument("--workdir")
-    ap.add_argument("--models", default="fp32,int8_medquant,int8_ort_quantizer",
+    ap.add_argument("--models", default="all",
                     help="comma-separated, of: " + ",".join(MODELS) + "; or all")
     ap.add_argument("--ort-child", nargs=4, metavar=("MODEL", "THREADS", "RUNS", "WARMUP"), help=argparse.SUPPRESS)
     a = ap.parse_args()
