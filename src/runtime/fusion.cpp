@@ -9,6 +9,8 @@
 //   MatMul(DequantizeLinear(a_q), DequantizeLinear(W_q const))   => one integer GEMM on a_q
 //   Conv(DequantizeLinear(x_q), DequantizeLinear(W_q const), b)      with the scale a_s * w_s
 //       (QDQ models; ORT's MatMulIntegerToFloat; the QuantizeLinear making a_q stays)
+//   DequantizeLinear -> Transpose/Reshape/... -> QuantizeLinear (same parameters)
+//                                                               => the move on the quantized values
 // where <GEMM> is a float MatMul or one of the integer GEMMs above, with a constant
 // weight packed at load (bias and scale per output column: the last axis, or
 // the channel axis of a convolution); and multi-head attention as exported by torch
@@ -23,6 +25,7 @@
 
 #include "runtime/ops/attention.h"
 #include "runtime/ops/fusable.h"
+#include "runtime/ops/int8.h"
 #include "runtime/plan.h"
 
 namespace medquant::runtime {
@@ -242,6 +245,37 @@ Dequantized dequantized(const Matcher& m, int v) {
   if (r.zero && r.zero->size() != r.scale->size()) return {};
   r.axis = m.g.nodes[d].source->attribute_int("axis", 1);
   return r;
+}
+
+// DequantizeLinear -> Transpose | Reshape | Squeeze | Unsqueeze | Flatten ->
+// QuantizeLinear with the same per-tensor parameters (QDQ models wrap every
+// data movement so): the move runs on the quantized values and the pair goes.
+// Exact: Q(DQ(q)) == q, as |q - zp| <= 255 keeps (q - zp) * s / s within
+// 1e-4 of an integer. Returns the DequantizeLinear (it may have no readers left).
+int fuse_quantized_move(Matcher& m, int qi) {
+  GraphNode& q = m.g.nodes[qi];
+  if (!m.is(qi, "QuantizeLinear") || q.in.size() < 2 || q.out.size() != 1 || q.out[0] < 0) return -1;
+  const int mv = m.producer_of(q.in[0]);
+  if (mv < 0 || m.sole_consumer(q.in[0]) != qi || m.g.nodes[mv].out.size() != 1 || m.g.nodes[mv].in.empty()) return -1;
+  bool movable = false;
+  for (const char* t : {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}) movable = movable || m.is(mv, t);
+  if (!movable) return -1;
+  const Dequantized d = dequantized(m, m.g.nodes[mv].in[0]);
+  if (d.node < 0 || d.scale->size() != 1 || m.p.values[q.out[0]].desc.type != m.p.values[d.q].desc.type) return -1;
+  const Tensor* s = m.constant(q.in[1]);
+  const int qz = q.in.size() > 2 ? q.in[2] : -1;
+  const Tensor* z = qz >= 0 ? m.constant(qz) : nullptr;
+  if (!s || s->type() != onnx::kFloat || s->size() != 1 || (qz >= 0 && !z) || (z && z->size() != 1)) return -1;
+  if (s->data<float>()[0] != d.scale->data<float>()[0]) return -1;
+  auto zero = [](const Tensor* t) { return t ? load_q(*t, 0) : 0; };
+  if (zero(z) != zero(d.zero)) return -1;
+  GraphNode& move = m.g.nodes[mv];
+  move.in[0] = d.q;
+  move.out[0] = q.out[0];
+  q.removed = true;
+  m.consumers[d.q].push_back(mv);
+  m.producers[q.out[0]] = mv;
+  return d.node;
 }
 
 // The float values of v: a constant, or (before the plan folds it) a
@@ -486,6 +520,13 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
     if (!g.nodes[i].removed && fuse_attention(m, static_cast<int>(i))) ++count;
   // QDQ: activation DequantizeLinears left without readers go too.
   std::vector<int> dq_inputs;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].removed) continue;
+    if (const int dq = fuse_quantized_move(m, static_cast<int>(i)); dq >= 0) {
+      ++count;
+      dq_inputs.push_back(dq);
+    }
+  }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (g.nodes[i].removed) continue;
     const int dq = m.producer_of(g.nodes[i].in.empty() ? -1 : g.nodes[i].in[0]);

@@ -298,3 +298,34 @@ def test_qdq_encoder_vs_ort(build, tmp_path):
     plain = run_medquant(qdq, feeds, tmp_path, fuse=False)[0]
     assert fusions(qdq) >= 8  # q, k, v, proj, fc1, fc2 per block at least
     _no_further_than_ort(ours, plain, run_ort(qdq, feeds)[0], run_ort(qdq, feeds, optimize=False)[0], build)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["u8", "s8"])
+@pytest.mark.parametrize("same_params", [True, False], ids=["same", "rescaled"])
+def test_qdq_data_movement_runs_quantized(signed, same_params, tmp_path):
+    """DQ -> Transpose -> Q -> DQ -> Reshape -> Q -> DQ (how QDQ models wrap data
+    movement): with the same parameters the moves run on the quantized values,
+    exactly (Q(DQ(q)) == q); a Q with another scale must stay."""
+    qt, zt = (np.int8, TensorProto.INT8) if signed else (np.uint8, TensorProto.UINT8)
+    s2 = np.float32(0.05) if same_params else np.float32(0.07)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(3, qt), "z"),
+             numpy_helper.from_array(np.array(s2, np.float32), "s2"),
+             numpy_helper.from_array(np.array([4, 30], np.int64), "shape")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q0"]),
+             helper.make_node("DequantizeLinear", ["q0", "s", "z"], ["d0"]),
+             helper.make_node("Transpose", ["d0"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("QuantizeLinear", ["t", "s", "z"], ["q1"]),
+             helper.make_node("DequantizeLinear", ["q1", "s", "z"], ["d1"]),
+             helper.make_node("Reshape", ["d1", "shape"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "s2", "z"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s2", "z"], ["y"])]
+    path = tmp_path / "moves.onnx"
+    save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 12])],
+         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 30]), helper.make_tensor_value_info("q2", zt, [4, 30])],
+         inits, path)
+    feeds = {"x": (np.random.default_rng(4).standard_normal((2, 5, 12)) * 4).astype(np.float32)}
+    ours = run_medquant(path, feeds, tmp_path)
+    plain = run_medquant(path, feeds, tmp_path, fuse=False)
+    for a, b, c in zip(ours, run_ort(path, feeds), plain):
+        assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(a, c)
+    assert fusions(path) == (2 if same_params else 1)
