@@ -41,11 +41,14 @@ class Parallel {
   }
 
   // Splits [0, n) into about 4 * size() contiguous ranges of at least
-  // `min_chunk` and calls fn(begin, end) for each.
+  // `min_chunk` and calls fn(begin, end) for each. More ranges than threads
+  // come in a multiple of size(), so threads that start together end together.
   template <typename Fn>
   void ranges(size_t n, size_t min_chunk, Fn&& fn) {
     if (n == 0) return;
+    if (workers_.empty()) return fn(size_t{0}, n);
     size_t chunks = std::min<size_t>(size() * 4, (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
+    if (chunks > size()) chunks -= chunks % size();
     chunks = std::max<size_t>(chunks, 1);
     if (chunks == 1) return fn(size_t{0}, n);
     run(chunks, [&](size_t c) { fn(n * c / chunks, n * (c + 1) / chunks); });

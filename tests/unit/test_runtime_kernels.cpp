@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "core/npy.h"
@@ -35,7 +36,8 @@ double gelu_ref(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
 struct Dims {
   size_t m, n, k;
 };
-const Dims kSizes[] = {{1, 1, 1}, {5, 7, 3}, {13, 33, 17}, {12, 32, 64}, {25, 65, 129}, {197, 100, 64}, {3, 300, 768}};
+// {197, 300, 40}: enough column panels that 2 threads take whole panels (run_tiles).
+const Dims kSizes[] = {{1, 1, 1}, {5, 7, 3}, {13, 33, 17}, {12, 32, 64}, {25, 65, 129}, {197, 100, 64}, {3, 300, 768}, {197, 300, 40}};
 
 TEST(RuntimeKernels, F32GemmMatchesDoubleReference) {
   Parallel pool(2);
@@ -199,6 +201,44 @@ TEST(RuntimeParallel, RunsEveryTaskAndRethrows) {
   EXPECT_EQ(n.load(), 10);
 }
 
+TEST(RuntimeParallel, RangesCoverEveryIndexOnce) {
+  for (size_t threads : {1, 2, 3}) {
+    Parallel pool(threads);
+    for (size_t n : {0, 1, 5, 7, 100, 151296})
+      for (size_t min_chunk : {0, 1, 3, 16384}) {
+        std::vector<int> hit(n, 0);
+        std::atomic<size_t> calls{0};
+        pool.ranges(n, min_chunk, [&](size_t b, size_t e) {
+          ASSERT_LT(b, e);
+          for (size_t i = b; i < e; ++i) hit[i]++;
+          calls++;
+        });
+        for (int h : hit) ASSERT_EQ(h, 1) << threads << " " << n << " " << min_chunk;
+        if (n > 0 && calls > threads) EXPECT_EQ(calls % threads, 0u) << "uneven split " << n << " " << min_chunk;
+      }
+  }
+}
+
+TEST(RuntimeParallel, NestedRegionsRunAndIdleWorkersComeBack) {
+  for (size_t threads : {1, 2, 3}) {
+    Parallel pool(threads);
+    for (int round = 0; round < 50; ++round) {
+      // A task that itself runs a region (an op calling a kernel that uses the pool).
+      std::vector<std::atomic<int>> hit(8 * 16);
+      pool.run(8, [&](size_t i) { pool.run(16, [&](size_t j) { hit[i * 16 + j]++; }); });
+      for (auto& h : hit) ASSERT_EQ(h.load(), 1);
+    }
+    EXPECT_THROW(pool.run(40, [](size_t i) { if (i % 7 == 3) throw std::runtime_error("task"); }), std::runtime_error);
+    // Past the spin and yield phases the workers sleep; the next regions wake them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (int round = 0; round < 3; ++round) {
+      std::atomic<int> n{0};
+      pool.run(33, [&](size_t) { n++; });
+      EXPECT_EQ(n.load(), 33);
+    }
+  }
+}
+
 TEST(RuntimeNpy, RoundTripsAndRejectsGarbage) {
   mq::core::NpyArray a;
   a.dtype = mq::core::DType::F32;
@@ -301,6 +341,74 @@ TEST(RuntimeLoader, RunsFromMemory) {
   EXPECT_THROW(s.run({{"x", ones({3, 4})}}), mq::Error);   // declared dims
   EXPECT_THROW(s.run({{"y", ones({2, 4})}}), mq::Error);   // no such input
   EXPECT_THROW(s.run({}), mq::Error);                      // missing input
+}
+
+// Sessions of different thread counts running at once (each its own pool) give
+// the single-thread results bit for bit: a residual-style Add long enough to be
+// split, DynamicQuantizeLinear, LayerNormalization and a MatMul wide enough
+// for whole-panel tasks.
+TEST(RuntimeParallel, SessionsOfDifferentThreadCountsAgree) {
+  ::onnx::ModelProto m = empty_model("g");
+  auto* g = m.mutable_graph();
+  const int64_t rows = 197, cols = 300;
+  add_io(g->add_input(), "a", {rows, cols});
+  add_io(g->add_input(), "b", {rows, cols});
+  add_io(g->add_output(), "s", {rows, cols});
+  add_io(g->add_output(), "y", {rows, 400});
+  add_io(g->add_output(), "ln", {rows, cols});
+  add_io(g->add_output(), "q", {rows, cols});
+  g->mutable_output(3)->mutable_type()->mutable_tensor_type()->set_elem_type(2);  // uint8
+  add_io(g->add_output(), "qs", {});
+  add_io(g->add_output(), "qz", {});
+  g->mutable_output(5)->mutable_type()->mutable_tensor_type()->set_elem_type(2);
+  auto init = [&](const char* name, std::vector<int64_t> dims, unsigned seed) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(1);
+    int64_t n = 1;
+    for (int64_t d : dims) t->add_dims(d), n *= d;
+    for (float v : random_floats(static_cast<size_t>(n), seed)) t->add_float_data(v);
+  };
+  init("w", {cols, 400}, 11);  // enough weight panels for whole-panel tasks at 2 and 3 threads
+  init("gamma", {cols}, 12);
+  auto node = [&](const char* type, std::vector<const char*> in, std::vector<const char*> out) {
+    auto* n = g->add_node();
+    n->set_op_type(type);
+    for (auto* s : in) n->add_input(s);
+    for (auto* s : out) n->add_output(s);
+  };
+  node("Add", {"a", "b"}, {"s"});
+  node("MatMul", {"s", "w"}, {"y"});
+  node("LayerNormalization", {"s", "gamma"}, {"ln"});
+  node("DynamicQuantizeLinear", {"s"}, {"q", "qs", "qz"});
+  const std::string bytes = m.SerializeAsString();
+  const std::span<const uint8_t> span{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+  auto input = [&](unsigned seed) {
+    Tensor t(1, {rows, cols});
+    auto v = random_floats(static_cast<size_t>(rows * cols), seed);
+    std::memcpy(t.data<float>(), v.data(), v.size() * sizeof(float));
+    return t;
+  };
+  const Tensor a = input(1), b = input(2);
+  Session ref_session = Session::load_from_memory(span, {.threads = 1});
+  const std::vector<Tensor> ref = ref_session.run({{"a", a}, {"b", b}});
+  for (int64_t i = 0; i < rows * cols; ++i)
+    ASSERT_EQ(ref[0].data<float>()[i], a.data<float>()[i] + b.data<float>()[i]);
+  auto same = [](const Tensor& x, const Tensor& y) {
+    return x.shape() == y.shape() && x.type() == y.type() && std::memcmp(x.raw(), y.raw(), x.bytes()) == 0;
+  };
+  std::vector<std::thread> runners;
+  std::vector<int> mismatches(3, 0);
+  for (size_t t = 0; t < 3; ++t)
+    runners.emplace_back([&, t] {
+      Session s = Session::load_from_memory(span, {.threads = t + 1});
+      for (int round = 0; round < 20; ++round) {
+        const std::vector<Tensor> out = s.run({{"a", a}, {"b", b}});
+        for (size_t o = 0; o < ref.size(); ++o) mismatches[t] += !same(out[o], ref[o]);
+      }
+    });
+  for (auto& r : runners) r.join();
+  for (size_t t = 0; t < 3; ++t) EXPECT_EQ(mismatches[t], 0) << (t + 1) << " threads";
 }
 
 TEST(RuntimeLoader, BrokenModelsAreClearErrors) {

@@ -41,6 +41,25 @@ namespace {
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 constexpr size_t kMaxMr = 16, kMaxNr = 64;
 
+// Calls task(panel * mblocks + block) for every weight panel and row block.
+// With a few panels for every thread, one task takes all of a panel's row
+// blocks, so one core streams each weight panel from memory once (blocks of a
+// panel spread over two cores fetch it twice; ViT-B's weights do not fit in
+// L3); else, e.g. few columns, blocks are tasks of their own.
+template <typename Task>
+void run_tiles(Parallel* pool, size_t panels, size_t mblocks, Task& task) {
+  const size_t tasks = panels * mblocks;
+  if (!pool || tasks == 1) {
+    for (size_t i = 0; i < tasks; ++i) task(i);
+  } else if (mblocks > 1 && panels >= 4 * pool->size()) {
+    pool->run(panels, [&](size_t p) {
+      for (size_t b = 0; b < mblocks; ++b) task(p * mblocks + b);
+    });
+  } else {
+    pool->run(tasks, task);
+  }
+}
+
 // B (k x n, or n x k when transposed) into panels of nr columns, columns past
 // n zero. Row-major B copies whole panel rows (attention packs its K and V
 // operands on every call); transposed B walks each column once.
@@ -115,10 +134,7 @@ void f32_gemm(const Table& t, size_t m, const float* a, size_t lda, const Packed
         for (size_t r = 0; r < rows; ++r) t.gelu(ci + r * ldc, ci + r * ldc, nc);
     }
   };
-  const size_t tasks = panels * mblocks;
-  if (pool && tasks > 1) pool->run(tasks, task);
-  else
-    for (size_t i = 0; i < tasks; ++i) task(i);
+  run_tiles(pool, panels, mblocks, task);
 }
 
 void f32_gemm_unpacked(const Table& t, size_t m, size_t n, size_t k, const float* a, size_t lda,
@@ -237,10 +253,7 @@ void q8_gemm(const Table& t, size_t m, const uint8_t* a, size_t lda, int32_t a_z
       }
     }
   };
-  const size_t tasks = panels * mblocks;
-  if (pool && tasks > 1) pool->run(tasks, task);
-  else
-    for (size_t i = 0; i < tasks; ++i) task(i);
+  run_tiles(pool, panels, mblocks, task);
 }
 
 }  // namespace medquant::runtime::kernels

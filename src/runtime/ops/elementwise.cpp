@@ -222,7 +222,15 @@ class BinaryOp : public Op {
     const int64_t outer = w.outer();
     const int64_t per = std::max<int64_t>(1, kParallelElements / std::max<int64_t>(1, w.run_length()));
     auto split = [&](auto&& body) {
-      if (y.size() < kParallelElements || outer < 2) return w.for_each_run(body);
+      if (y.size() < kParallelElements) return w.for_each_run(body);
+      if (outer < 2) {  // one long run (same shapes, e.g. a residual Add): split it
+        return w.for_each_run([&](int64_t o, std::array<int64_t, 2> off, int64_t len, std::array<int64_t, 2> st) {
+          pool.ranges(static_cast<size_t>(len), kParallelElements, [&](size_t s, size_t e) {
+            const auto i = static_cast<int64_t>(s);
+            body(o + i, std::array<int64_t, 2>{off[0] + i * st[0], off[1] + i * st[1]}, static_cast<int64_t>(e - s), st);
+          });
+        });
+      }
       pool.ranges(static_cast<size_t>(outer), static_cast<size_t>(per), [&](size_t s, size_t e) {
         w.for_each_run(static_cast<int64_t>(s), static_cast<int64_t>(e), body);
       });
