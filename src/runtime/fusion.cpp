@@ -8,7 +8,8 @@
 //   ConvInteger(x u8/s8, W const) -> Cast(float) -> Mul(scale)  => the same for convolutions
 //   MatMul(DequantizeLinear(a_q), DequantizeLinear(W_q const))   => one integer GEMM on a_q
 //   Conv(DequantizeLinear(x_q), DequantizeLinear(W_q const), b)      with the scale a_s * w_s
-//       (QDQ models; ORT's MatMulIntegerToFloat; the QuantizeLinear making a_q stays)
+//       (QDQ models; ORT's MatMulIntegerToFloat; the QuantizeLinear making a_q stays;
+//       B may be an activation too, per tensor: attention products, B packed when run)
 //   DequantizeLinear -> Transpose/Reshape/... -> QuantizeLinear (same parameters)
 //                                                               => the move on the quantized values
 // where <GEMM> is a float MatMul or one of the integer GEMMs above, with a constant
@@ -37,6 +38,7 @@ struct Matcher {
   std::vector<std::vector<int>> consumers;  // value -> node indices
   std::vector<int> producers;               // value -> node index, -1 for inputs and initializers
   std::unordered_set<int> outputs;
+  std::vector<int> released;  // nodes that lost a reader: removed at the end if none is left
 
   Matcher(LoadedGraph& graph, const Plan& plan) : g(graph), p(plan) {
     consumers.assign(g.names.size(), {});
@@ -251,31 +253,32 @@ Dequantized dequantized(const Matcher& m, int v) {
 // QuantizeLinear with the same per-tensor parameters (QDQ models wrap every
 // data movement so): the move runs on the quantized values and the pair goes.
 // Exact: Q(DQ(q)) == q, as |q - zp| <= 255 keeps (q - zp) * s / s within
-// 1e-4 of an integer. Returns the DequantizeLinear (it may have no readers left).
-int fuse_quantized_move(Matcher& m, int qi) {
+// 1e-4 of an integer.
+bool fuse_quantized_move(Matcher& m, int qi) {
   GraphNode& q = m.g.nodes[qi];
-  if (!m.is(qi, "QuantizeLinear") || q.in.size() < 2 || q.out.size() != 1 || q.out[0] < 0) return -1;
+  if (!m.is(qi, "QuantizeLinear") || q.in.size() < 2 || q.out.size() != 1 || q.out[0] < 0) return false;
   const int mv = m.producer_of(q.in[0]);
-  if (mv < 0 || m.sole_consumer(q.in[0]) != qi || m.g.nodes[mv].out.size() != 1 || m.g.nodes[mv].in.empty()) return -1;
+  if (mv < 0 || m.sole_consumer(q.in[0]) != qi || m.g.nodes[mv].out.size() != 1 || m.g.nodes[mv].in.empty()) return false;
   bool movable = false;
   for (const char* t : {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}) movable = movable || m.is(mv, t);
-  if (!movable) return -1;
+  if (!movable) return false;
   const Dequantized d = dequantized(m, m.g.nodes[mv].in[0]);
-  if (d.node < 0 || d.scale->size() != 1 || m.p.values[q.out[0]].desc.type != m.p.values[d.q].desc.type) return -1;
+  if (d.node < 0 || d.scale->size() != 1 || m.p.values[q.out[0]].desc.type != m.p.values[d.q].desc.type) return false;
   const Tensor* s = m.constant(q.in[1]);
   const int qz = q.in.size() > 2 ? q.in[2] : -1;
   const Tensor* z = qz >= 0 ? m.constant(qz) : nullptr;
-  if (!s || s->type() != onnx::kFloat || s->size() != 1 || (qz >= 0 && !z) || (z && z->size() != 1)) return -1;
-  if (s->data<float>()[0] != d.scale->data<float>()[0]) return -1;
+  if (!s || s->type() != onnx::kFloat || s->size() != 1 || (qz >= 0 && !z) || (z && z->size() != 1)) return false;
+  if (s->data<float>()[0] != d.scale->data<float>()[0]) return false;
   auto zero = [](const Tensor* t) { return t ? load_q(*t, 0) : 0; };
-  if (zero(z) != zero(d.zero)) return -1;
+  if (zero(z) != zero(d.zero)) return false;
   GraphNode& move = m.g.nodes[mv];
   move.in[0] = d.q;
   move.out[0] = q.out[0];
   q.removed = true;
   m.consumers[d.q].push_back(mv);
   m.producers[q.out[0]] = mv;
-  return d.node;
+  m.released.push_back(d.node);
+  return true;
 }
 
 // The float values of v: a constant, or (before the plan folds it) a
@@ -353,12 +356,17 @@ bool fuse_qdq(Matcher& m, int ni) {
   const Dequantized a = dequantized(m, n.in[0]), w = dequantized(m, n.in[1]);
   if (a.node < 0 || w.node < 0 || a.scale->size() != 1) return false;
   const Tensor* wq = m.constant(w.q);
-  if (!wq || wq->rank() != (conv ? m.shape(n.in[0]).size() : 2)) return false;
+  // B an activation too (attention products): per-tensor parameters, B packed when run.
+  const bool activations = !wq && !conv;
+  if (activations && (w.scale->size() != 1 || !m.p.values[w.q].known || m.shape(w.q).size() < 2 ||
+                      m.shape(n.in[0]).size() < 2))
+    return false;
+  if (!activations && (!wq || wq->rank() != (conv ? m.shape(n.in[0]).size() : 2))) return false;
   std::vector<float> bias;
   int bias_dq = -1;
   if (conv && n.in.size() > 2 && n.in[2] >= 0 && !constant_values(m, n.in[2], bias, bias_dq)) return false;
   // Per-column weight parameters must run along the output columns.
-  const int64_t columns = conv ? wq->dim(0) : wq->dim(1);
+  const int64_t columns = activations ? m.shape(w.q).back() : conv ? wq->dim(0) : wq->dim(1);
   const int64_t ws = w.scale->size();
   if (ws != 1) {
     const int64_t axis = w.axis < 0 ? w.axis + static_cast<int64_t>(wq->rank()) : w.axis;
@@ -379,7 +387,8 @@ bool fuse_qdq(Matcher& m, int ni) {
   std::unique_ptr<Op> op = OpRegistry::instance().create(spec, 13, where);
   auto* lin = dynamic_cast<FusableLinear*>(op.get());
   const std::vector<int> in{a.q, w.q, a.zp, w.zp, -2};
-  if (!lin || !prepare_fused(m, *op, in, scale_t) || !lin->packed() || !lin->set_dequantize()) return false;
+  if (!lin || !prepare_fused(m, *op, in, scale_t) || (!activations && !lin->packed()) || !lin->set_dequantize())
+    return false;
   if (!bias.empty()) {
     if (static_cast<int64_t>(bias.size()) != columns) return false;
     lin->set_bias(std::move(bias));
@@ -389,8 +398,11 @@ bool fuse_qdq(Matcher& m, int ni) {
   const int scale_id = static_cast<int>(m.g.names.size());
   m.g.names.push_back(m.g.names[v] + "_qdq_scale");
   m.g.initializers[scale_id] = std::move(scale_t);
-  if (m.sole_consumer(n.in[1]) == ni) m.g.nodes[w.node].removed = true;
+  if (!activations && m.sole_consumer(n.in[1]) == ni) m.g.nodes[w.node].removed = true;
+  m.released.push_back(a.node);
+  if (activations) m.released.push_back(w.node);
   m.consumers[a.q].push_back(ni);
+  m.consumers[w.q].push_back(ni);
   n.op = std::move(op);
   n.op_type = spec.op_type;
   n.domain.clear();
@@ -518,24 +530,12 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   size_t count = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!g.nodes[i].removed && fuse_attention(m, static_cast<int>(i))) ++count;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!g.nodes[i].removed && fuse_quantized_move(m, static_cast<int>(i))) ++count;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!g.nodes[i].removed && fuse_qdq(m, static_cast<int>(i))) ++count;
   // QDQ: activation DequantizeLinears left without readers go too.
-  std::vector<int> dq_inputs;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    if (g.nodes[i].removed) continue;
-    if (const int dq = fuse_quantized_move(m, static_cast<int>(i)); dq >= 0) {
-      ++count;
-      dq_inputs.push_back(dq);
-    }
-  }
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    if (g.nodes[i].removed) continue;
-    const int dq = m.producer_of(g.nodes[i].in.empty() ? -1 : g.nodes[i].in[0]);
-    if (fuse_qdq(m, static_cast<int>(i))) {
-      ++count;
-      dq_inputs.push_back(dq);
-    }
-  }
-  for (int dq : dq_inputs) {
+  for (int dq : m.released) {
     if (g.nodes[dq].removed || m.outputs.count(g.nodes[dq].out[0])) continue;
     bool read = false;
     for (int c : m.consumers[g.nodes[dq].out[0]])

@@ -329,3 +329,37 @@ def test_qdq_data_movement_runs_quantized(signed, same_params, tmp_path):
     for a, b, c in zip(ours, run_ort(path, feeds), plain):
         assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(a, c)
     assert fusions(path) == (2 if same_params else 1)
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 5, 37), (2, 3, 37, 6)), ((2, 3, 5, 8), (8, 6)), ((1, 4, 9, 64), (1, 4, 64, 9))],
+                         ids=["batched", "broadcast_b", "scores"])
+@pytest.mark.parametrize("signed", [False, True], ids=["u8", "s8"])
+def test_qdq_activation_products(shapes, signed, tmp_path):
+    """MatMul(DQ(a_q), DQ(b_q)) with both activations (attention products): one
+    integer GEMM per batch (B packed when run), within 1e-5 of ORT and of
+    --no-fusion; the integer product itself (MatMulInteger, B not constant) exact."""
+    qt, zt = (np.int8, TensorProto.INT8) if signed else (np.uint8, TensorProto.UINT8)
+    sa, sb = shapes
+    inits = [numpy_helper.from_array(np.array(0.03, np.float32), "sa"), numpy_helper.from_array(np.array(-5 if signed else 120, qt), "za"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "sb"), numpy_helper.from_array(np.array(7 if signed else 131, qt), "zb")]
+    nodes = [helper.make_node("QuantizeLinear", ["a", "sa", "za"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "sa", "za"], ["ad"]),
+             helper.make_node("QuantizeLinear", ["b", "sb", "zb"], ["bq"]),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["bd"]),
+             helper.make_node("MatMul", ["ad", "bd"], ["y"]),
+             helper.make_node("MatMulInteger", ["aq", "bq", "za", "zb"], ["acc"])]
+    path = tmp_path / "products.onnx"
+    save(nodes, [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(sa)),
+                 helper.make_tensor_value_info("b", TensorProto.FLOAT, list(sb))],
+         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("acc", TensorProto.INT32, None)],
+         inits, path)
+    rng = np.random.default_rng(len(sa) + signed)
+    feeds = {"a": (rng.standard_normal(sa) * 2).astype(np.float32), "b": (rng.standard_normal(sb) * 2).astype(np.float32)}
+    ours = run_medquant(path, feeds, tmp_path)
+    plain = run_medquant(path, feeds, tmp_path, fuse=False)
+    ref = run_ort(path, feeds)
+    assert fusions(path) == 1
+    assert_close(ours[0], ref[0], 1e-5, "vs ORT")
+    assert_close(ours[0], run_ort(path, feeds, optimize=False)[0], 1e-5, "vs ORT (float MatMul)")
+    assert_close(ours[0], plain[0], 1e-5, "fused vs not")
+    assert ours[1].dtype == np.int32 and np.array_equal(ours[1], ref[1]) and np.array_equal(plain[1], ref[1])

@@ -299,8 +299,8 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   void set_activation(Activation act) override { act_ = act; }
   bool has_bias() const override { return !bias_.empty(); }
   Activation activation() const override { return act_; }
+  // Also unpacked (QDQ products of two activations, fusion.cpp).
   bool set_dequantize() override {
-    if (!packed_) return false;
     dequantize_ = true;
     return true;
   }
@@ -311,44 +311,42 @@ class MatMulIntegerOp : public Op, public FusableLinear {
     const Tensor* azp = in.size() > 2 ? in[2] : nullptr;
     const Tensor* bzp = in.size() > 3 ? in[3] : nullptr;
     Tensor& y = *out[0];
+    kernels::Q8Output o;
+    if (dequantize_) {
+      const Tensor& sc = *in[4];
+      o.scale = sc.data<float>();
+      o.scale_per_column = sc.size() != 1;
+      o.bias = bias_.empty() ? nullptr : bias_.data();
+      o.act = act_;
+    }
+    const int32_t a_zp = azp && azp->size() == 1 ? load_q(*azp, 0) : 0;
     if (packed_) {
       const size_t K = pack_.k;
       const size_t M = K ? static_cast<size_t>(a.size()) / K : 0;
       if (M == 0 || pack_.n == 0) return;
-      // int8 A is shifted to uint8 (+128, its zero point with it): one kernel serves both.
-      const bool shifted = a.type() == onnx::kInt8;
-      const int32_t a_zp = (azp ? load_q(*azp, 0) : 0) + (shifted ? 128 : 0);
-      kernels::Q8Output o;
-      o.ldc = pack_.n;
-      std::vector<float> scale_vec;
-      if (dequantize_) {
-        const Tensor& s = *in[4];
-        o.f32 = y.data<float>();
-        o.scale = s.data<float>();
-        o.scale_per_column = s.size() != 1;
-        if (o.scale_per_column && static_cast<size_t>(s.size()) != pack_.n)
-          fail("{}: fused scale has {} values for {} columns", where, s.size(), pack_.n);
-        o.bias = bias_.empty() ? nullptr : bias_.data();
-        o.act = act_;
-      } else {
-        o.i32 = y.data<int32_t>();
+      if (o.scale_per_column && static_cast<size_t>(in[4]->size()) != pack_.n)
+        fail("{}: fused scale has {} values for {} columns", where, in[4]->size(), pack_.n);
+      gemm(a.data<uint8_t>(), M, a.type() == onnx::kInt8, a_zp, pack_, o, y.raw(), pool);
+      return;
+    }
+    if (a.rank() >= 2 && b.rank() >= 2 && (!azp || azp->size() == 1)) {
+      // Batched, B not constant (QDQ attention products): B packed per batch.
+      MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
+      if (s.M == 0 || s.N == 0) return;
+      if (o.scale_per_column && in[4]->size() != s.N)
+        fail("{}: fused scale has {} values for {} columns", where, in[4]->size(), s.N);
+      std::vector<int32_t> zp{0};
+      if (bzp) {
+        zp.resize(static_cast<size_t>(bzp->size()));
+        for (int64_t i = 0; i < bzp->size(); ++i) zp[i] = load_q(*bzp, i);
       }
-      // A rows must be readable up to kp bytes: pad when K is not a multiple of 4.
-      const uint8_t* pa = a.data<uint8_t>();
-      std::shared_ptr<uint8_t[]> padded;
-      size_t lda = K;
-      if (pack_.kp != K || shifted) {
-        padded = allocate_bytes(M * pack_.kp);
-        for (size_t i = 0; i < M; ++i) {
-          uint8_t* d = padded.get() + i * pack_.kp;
-          std::memcpy(d, pa + i * K, K);
-          if (shifted) flip_sign_bits(d, K);
-          std::memset(d + K, a_zp, pack_.kp - K);
-        }
-        pa = padded.get();
-        lda = pack_.kp;
+      const size_t out_bytes = dequantize_ ? sizeof(float) : sizeof(int32_t);
+      for (int64_t bi = 0; bi < s.batches; ++bi) {
+        const auto pack = kernels::pack_q8(kernels::best(), b.data<uint8_t>() + s.boff[bi], s.K, s.N,
+                                           b.type() == onnx::kUint8, zp.data(), zp.size());
+        gemm(a.data<uint8_t>() + s.aoff[bi], s.M, a.type() == onnx::kInt8, a_zp, pack, o,
+             static_cast<uint8_t*>(y.raw()) + bi * s.M * s.N * out_bytes, pool);
       }
-      kernels::q8_gemm(kernels::best(), M, pa, lda, a_zp, pack_, o, &pool);
       return;
     }
     MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
@@ -382,6 +380,32 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   }
 
  private:
+  // y [M x pack.n] = A [M x K] x pack through the int8 GEMM, `o` giving the
+  // epilogue; int8 A is shifted to uint8 (+128, its zero point with it) so one
+  // kernel serves both, and rows are padded to kp bytes.
+  static void gemm(const uint8_t* a, size_t M, bool shifted, int32_t a_zp, const kernels::PackedQ8& pack,
+                   kernels::Q8Output o, void* y, Parallel& pool) {
+    const size_t K = pack.k;
+    if (shifted) a_zp += 128;
+    o.ldc = pack.n;
+    if (o.scale) o.f32 = static_cast<float*>(y);
+    else o.i32 = static_cast<int32_t*>(y);
+    std::shared_ptr<uint8_t[]> padded;
+    size_t lda = K;
+    if (pack.kp != K || shifted) {
+      padded = allocate_bytes(M * pack.kp);
+      for (size_t i = 0; i < M; ++i) {
+        uint8_t* d = padded.get() + i * pack.kp;
+        std::memcpy(d, a + i * K, K);
+        if (shifted) flip_sign_bits(d, K);
+        std::memset(d + K, a_zp, pack.kp - K);
+      }
+      a = padded.get();
+      lda = pack.kp;
+    }
+    kernels::q8_gemm(kernels::best(), M, a, lda, a_zp, pack, o, &pool);
+  }
+
   bool packed_ = false, dequantize_ = false;
   kernels::PackedQ8 pack_;
   const void* w_src_ = nullptr;
