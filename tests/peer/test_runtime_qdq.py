@@ -41,9 +41,9 @@ def medquant(*args):
     return p
 
 
-def run_medquant(path, feeds, tmp, fuse=True):
-    out = tmp / ("out" if fuse else "out_plain")
-    args = ["--threads", 2, "run", path, "-o", out] + ([] if fuse else ["--no-fusion"])
+def run_medquant(path, feeds, tmp, fuse=True, threads=2):
+    out = tmp / f"out{'' if fuse else '_plain'}{threads}"
+    args = ["--threads", threads, "run", path, "-o", out] + ([] if fuse else ["--no-fusion"])
     for name, value in feeds.items():
         f = tmp / f"in_{name}.npy"
         np.save(f, value)
@@ -363,3 +363,6 @@ def test_qdq_activation_products(shapes, signed, tmp_path):
     assert_close(ours[0], run_ort(path, feeds, optimize=False)[0], 1e-5, "vs ORT (float MatMul)")
     assert_close(ours[0], plain[0], 1e-5, "fused vs not")
     assert ours[1].dtype == np.int32 and np.array_equal(ours[1], ref[1]) and np.array_equal(plain[1], ref[1])
+    # 2 threads take one batch each, 1 thread runs them in turn: the same integers and epilogue
+    for a, b in zip(ours, run_medquant(path, feeds, tmp_path, threads=1)):
+        assert np.array_equal(a, b)

@@ -326,7 +326,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       if (M == 0 || pack_.n == 0) return;
       if (o.scale_per_column && static_cast<size_t>(in[4]->size()) != pack_.n)
         fail("{}: fused scale has {} values for {} columns", where, in[4]->size(), pack_.n);
-      gemm(a.data<uint8_t>(), M, a.type() == onnx::kInt8, a_zp, pack_, o, y.raw(), pool);
+      gemm(a.data<uint8_t>(), M, a.type() == onnx::kInt8, a_zp, pack_, o, y.raw(), &pool);
       return;
     }
     if (a.rank() >= 2 && b.rank() >= 2 && (!azp || azp->size() == 1)) {
@@ -341,12 +341,17 @@ class MatMulIntegerOp : public Op, public FusableLinear {
         for (int64_t i = 0; i < bzp->size(); ++i) zp[i] = load_q(*bzp, i);
       }
       const size_t out_bytes = dequantize_ ? sizeof(float) : sizeof(int32_t);
-      for (int64_t bi = 0; bi < s.batches; ++bi) {
+      // Enough batches (heads) for every thread: one task each, else threads inside each GEMM.
+      const bool per_batch = static_cast<size_t>(s.batches) >= pool.size() && pool.size() > 1;
+      auto batch = [&](size_t bi) {
         const auto pack = kernels::pack_q8(kernels::best(), b.data<uint8_t>() + s.boff[bi], s.K, s.N,
                                            b.type() == onnx::kUint8, zp.data(), zp.size());
         gemm(a.data<uint8_t>() + s.aoff[bi], s.M, a.type() == onnx::kInt8, a_zp, pack, o,
-             static_cast<uint8_t*>(y.raw()) + bi * s.M * s.N * out_bytes, pool);
-      }
+             static_cast<uint8_t*>(y.raw()) + bi * s.M * s.N * out_bytes, per_batch ? nullptr : &pool);
+      };
+      if (per_batch) pool.run(static_cast<size_t>(s.batches), batch);
+      else
+        for (int64_t bi = 0; bi < s.batches; ++bi) batch(static_cast<size_t>(bi));
       return;
     }
     MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
@@ -384,7 +389,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   // epilogue; int8 A is shifted to uint8 (+128, its zero point with it) so one
   // kernel serves both, and rows are padded to kp bytes.
   static void gemm(const uint8_t* a, size_t M, bool shifted, int32_t a_zp, const kernels::PackedQ8& pack,
-                   kernels::Q8Output o, void* y, Parallel& pool) {
+                   kernels::Q8Output o, void* y, Parallel* pool) {
     const size_t K = pack.k;
     if (shifted) a_zp += 128;
     o.ldc = pack.n;
@@ -403,7 +408,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       a = padded.get();
       lda = pack.kp;
     }
-    kernels::q8_gemm(kernels::best(), M, a, lda, a_zp, pack, o, &pool);
+    kernels::q8_gemm(kernels::best(), M, a, lda, a_zp, pack, o, pool);
   }
 
   bool packed_ = false, dequantize_ = false;
