@@ -12,6 +12,7 @@
 //       B may be an activation too, per tensor: attention products, B packed when run)
 //   DequantizeLinear -> Transpose/Reshape/... -> QuantizeLinear (same parameters)
 //                                                               => the move on the quantized values
+//   QuantizeLinear -> DequantizeLinear (same parameters)        => one pass making both
 // where <GEMM> is a float MatMul or one of the integer GEMMs above, with a constant
 // weight packed at load (bias and scale per output column: the last axis, or
 // the channel axis of a convolution); and multi-head attention as exported by torch
@@ -281,6 +282,47 @@ bool fuse_quantized_move(Matcher& m, int qi) {
   return true;
 }
 
+// QuantizeLinear whose output a DequantizeLinear with the same per-tensor
+// parameters reads: one QuantizeDequantize pass (ops/int8.h) makes both the
+// DQ's floats and, when something else still reads them, the quantized values.
+bool fuse_quantize_dequantize(Matcher& m, int qi) {
+  GraphNode& q = m.g.nodes[qi];
+  if (!m.is(qi, "QuantizeLinear") || q.in.size() < 2 || q.out.size() != 1 || q.out[0] < 0) return false;
+  const int v = q.out[0];
+  const Tensor* s = m.constant(q.in[1]);
+  const int qz = q.in.size() > 2 ? q.in[2] : -1;
+  const Tensor* z = qz >= 0 ? m.constant(qz) : nullptr;
+  const int32_t type = m.p.values[v].desc.type;
+  if (!s || s->type() != onnx::kFloat || s->size() != 1 || (qz >= 0 && (!z || z->size() != 1))) return false;
+  if ((type != onnx::kUint8 && type != onnx::kInt8) || m.p.values[q.in[0]].desc.type != onnx::kFloat) return false;
+  const int32_t zp = z ? load_q(*z, 0) : 0;
+  int dq = -1;
+  bool other_readers = m.outputs.count(v) > 0;
+  for (int c : m.consumers[v]) {
+    const GraphNode& cn = m.g.nodes[c];
+    if (cn.removed || c == dq || std::find(cn.in.begin(), cn.in.end(), v) == cn.in.end()) continue;
+    if (dq < 0 && m.is(c, "DequantizeLinear") && cn.in[0] == v && cn.out.size() == 1 && cn.out[0] >= 0) {
+      const Dequantized d = dequantized(m, cn.out[0]);
+      if (d.node == c && d.scale->size() == 1 && d.scale->data<float>()[0] == s->data<float>()[0] &&
+          (d.zero ? load_q(*d.zero, 0) : 0) == zp) {
+        dq = c;
+        continue;
+      }
+    }
+    other_readers = true;
+  }
+  if (dq < 0) return false;
+  q.op = make_quantize_dequantize_op(s->data<float>()[0], zp, type);
+  q.op->where = q.where + " (fused with its DequantizeLinear)";
+  q.op_type = "QuantizeDequantize";
+  q.domain = "medquant";
+  q.source = nullptr;
+  q.in = {q.in[0]};
+  q.out = {other_readers ? v : -1, m.g.nodes[dq].out[0]};
+  m.g.nodes[dq].removed = true;
+  return true;
+}
+
 // The float values of v: a constant, or (before the plan folds it) a
 // DequantizeLinear of constants, computed as DequantizeLinear does (QDQ
 // biases: int32 with scale x_s * w_s, per tensor or per element).
@@ -542,6 +584,8 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
       read = read || (!g.nodes[c].removed && std::count(g.nodes[c].in.begin(), g.nodes[c].in.end(), g.nodes[dq].out[0]));
     if (!read) g.nodes[dq].removed = true;
   }
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!g.nodes[i].removed && fuse_quantize_dequantize(m, static_cast<int>(i))) ++count;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     GraphNode& n = g.nodes[i];
     if (n.removed) continue;

@@ -328,7 +328,9 @@ def test_qdq_data_movement_runs_quantized(signed, same_params, tmp_path):
     plain = run_medquant(path, feeds, tmp_path, fuse=False)
     for a, b, c in zip(ours, run_ort(path, feeds), plain):
         assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(a, c)
-    assert fusions(path) == (2 if same_params else 1)
+    # same: both moves (Q, Transpose, Reshape, DQ left); rescaled: the Transpose, and the
+    # last Q -> DQ pair run as one pass (Q, Transpose, DQ, Reshape, QuantizeDequantize)
+    assert fusions(path) == 2 and bench_json(path)["steps"] == (4 if same_params else 5)
 
 
 @pytest.mark.parametrize("shapes", [((2, 3, 5, 37), (2, 3, 37, 6)), ((2, 3, 5, 8), (8, 6)), ((1, 4, 9, 64), (1, 4, 64, 9))],
@@ -366,3 +368,31 @@ def test_qdq_activation_products(shapes, signed, tmp_path):
     # 2 threads take one batch each, 1 thread runs them in turn: the same integers and epilogue
     for a, b in zip(ours, run_medquant(path, feeds, tmp_path, threads=1)):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["u8", "s8"])
+def test_quantize_dequantize_pairs_run_as_one(signed, tmp_path):
+    """Q -> DQ with the same parameters runs as one pass (the quantized values
+    written only when something else reads them); a DQ with another scale stays.
+    Exactly ORT's and --no-fusion's values."""
+    qt, zt = (np.int8, TensorProto.INT8) if signed else (np.uint8, TensorProto.UINT8)
+    inits = [numpy_helper.from_array(np.array(s, np.float32), n) for n, s in (("s1", 0.05), ("s2", 0.031), ("s3", 0.04))]
+    inits += [numpy_helper.from_array(np.array(z, qt), n) for n, z in (("z1", 3), ("z2", -7 if signed else 200))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s1", "z1"], ["q1"]),
+             helper.make_node("DequantizeLinear", ["q1", "s1", "z1"], ["y1"]),          # pair, q1 unread
+             helper.make_node("QuantizeLinear", ["x", "s2", "z2"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["y2"]),          # pair, q2 a graph output
+             helper.make_node("QuantizeLinear", ["x", "s3", "z1"], ["q3"]),
+             helper.make_node("DequantizeLinear", ["q3", "s1", "z1"], ["y3"])]          # another scale: stays
+    path = tmp_path / "pairs.onnx"
+    save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 1000])],
+         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 1000]) for n in ("y1", "y2", "y3")] +
+         [helper.make_tensor_value_info("q2", zt, [3, 1000])], inits, path)
+    x = (np.random.default_rng(9).standard_normal((3, 1000)) * 6).astype(np.float32)
+    x[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
+    feeds = {"x": x}
+    ours = run_medquant(path, feeds, tmp_path)
+    plain = run_medquant(path, feeds, tmp_path, fuse=False)
+    for a, b, c in zip(ours, run_ort(path, feeds), plain):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True) and np.array_equal(a, c, equal_nan=True)
+    assert fusions(path) == 2

@@ -3,7 +3,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
+#include "runtime/op.h"
 #include "runtime/tensor.h"
 
 namespace medquant::runtime {
@@ -16,5 +18,11 @@ inline int32_t load_q(const Tensor& t, int64_t i) {
 // int8 <-> uint8 with the zero point moved by 128 (x ^ 0x80), in place: the
 // uint8 kernels then serve int8 tensors too.
 void flip_sign_bits(uint8_t* y, size_t n);
+
+// QuantizeLinear then DequantizeLinear with the same per-tensor parameters, in
+// one pass (fusion.cpp): input x (float); outputs the quantized values (type
+// `type`, uint8 or int8; may be unread) and their dequantized floats, both
+// exactly what the two operators give.
+std::unique_ptr<Op> make_quantize_dequantize_op(float scale, int32_t zero_point, int32_t type);
 
 }  // namespace medquant::runtime

@@ -5,6 +5,7 @@
 // uint8), which the fusion pass may extend with the dequantizing scale, a
 // bias and GELU (what ONNX Runtime calls MatMulIntegerToFloat; fusion.cpp
 // also builds it from QDQ pairs).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -418,6 +419,46 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   Activation act_ = Activation::None;
 };
 
+class QuantizeDequantizeOp : public Op {
+ public:
+  QuantizeDequantizeOp(float scale, int32_t zero_point, int32_t type) : scale_(scale), zp_(zero_point), type_(type) {}
+  bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
+    if (ctx.type(0) != onnx::kFloat) fail("{}: input must be float32", where);
+    out[0] = {type_, ctx.shape(0)};
+    out[1] = {onnx::kFloat, ctx.shape(0)};
+    return true;
+  }
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
+    const float* x = in[0]->data<float>();
+    uint8_t* q = out[0] ? out[0]->data<uint8_t>() : nullptr;
+    float* y = out[1] ? out[1]->data<float>() : nullptr;
+    // The uint8 kernel for both types: int8 values are the uint8 ones with
+    // the zero point moved by 128, and (q - zp) is the same either way.
+    const bool shifted = type_ == onnx::kInt8;
+    const int32_t zp = zp_ + (shifted ? 128 : 0);
+    const auto& k = kernels::best();
+    pool.ranges(static_cast<size_t>(in[0]->size()), 16384, [&](size_t b, size_t e) {
+      constexpr size_t kChunk = 2048;  // stays in L1 between the two passes
+      alignas(64) uint8_t tmp[kChunk];
+      for (size_t c = b; c < e; c += kChunk) {
+        const size_t n = std::min(kChunk, e - c);
+        uint8_t* u = q && !shifted ? q + c : tmp;
+        k.quantize_u8(x + c, u, n, scale_, zp);
+        if (y)
+          for (size_t i = 0; i < n; ++i) y[c + i] = static_cast<float>(static_cast<int32_t>(u[i]) - zp) * scale_;
+        if (q && shifted) {
+          std::memcpy(q + c, u, n);
+          flip_sign_bits(q + c, n);
+        }
+      }
+    });
+  }
+
+ private:
+  float scale_;
+  int32_t zp_, type_;
+};
+
 class QLinearMatMulOp : public Op {
  public:
   bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
@@ -460,6 +501,10 @@ class QLinearMatMulOp : public Op {
 };
 
 }  // namespace
+
+std::unique_ptr<Op> make_quantize_dequantize_op(float scale, int32_t zero_point, int32_t type) {
+  return std::make_unique<QuantizeDequantizeOp>(scale, zero_point, type);
+}
 
 void dynamic_quantize_params(float min, float max, float& scale, float& zero_point) {
   DynamicQuantizeLinearOp::params(min, max, scale, zero_point);
