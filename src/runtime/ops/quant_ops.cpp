@@ -1,10 +1,11 @@
 // Quantization operators: DynamicQuantizeLinear, QuantizeLinear,
 // DequantizeLinear, MatMulInteger, QLinearMatMul (reference loops; per-tensor
-// QuantizeLinear through the quantize kernel), with the packed u8 x s8 GEMM
-// kernels for MatMulInteger on a constant 2-D weight (int8 A shifted to
-// uint8), which the fusion pass may extend with the dequantizing scale, a
-// bias and GELU (what ONNX Runtime calls MatMulIntegerToFloat; fusion.cpp
-// also builds it from QDQ pairs).
+// QuantizeLinear through the quantize kernel), with the u8 x s8 GEMM kernels
+// for MatMulInteger (int8 A shifted to uint8): a constant 2-D weight packed
+// once, other B packed per batch. The fusion pass may give it the
+// dequantizing scale, a bias and GELU (what ONNX Runtime calls
+// MatMulIntegerToFloat; fusion.cpp also builds it from QDQ pairs), and turns
+// QuantizeLinear -> DequantizeLinear pairs into QuantizeDequantize.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
