@@ -149,6 +149,25 @@ def test_conv_integer_exact(case, wsigned, const_w, tmp_path):
     assert np.array_equal(ref, conv_integer_ref(x, xz, w, wz, strides, pads, dil, group))
 
 
+@pytest.mark.parametrize("attrs,xs,ws", [
+    ({"auto_pad": "SAME_UPPER", "strides": [2, 2]}, (1, 3, 9, 10), (5, 3, 3, 4)),
+    ({"auto_pad": "SAME_LOWER"}, (1, 2, 6, 7), (4, 2, 2, 3)),
+    ({"pads": [2, 1], "strides": [3], "dilations": [2]}, (2, 4, 23), (6, 4, 3)),   # 1-D
+    ({"group": 2, "auto_pad": "VALID"}, (1, 4, 17), (6, 2, 5)),                     # 1-D, groups
+], ids=["same_upper", "same_lower", "1d", "1d_groups"])
+def test_conv_integer_auto_pad_and_1d(attrs, xs, ws, tmp_path):
+    rng = np.random.default_rng(len(xs) + len(attrs))
+    x, w = q8(rng, xs, False), q8(rng, ws, False)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(77, np.uint8), "xz"),
+             numpy_helper.from_array(np.array(140, np.uint8), "wz")]
+    path = tmp_path / "ci.onnx"
+    save([helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], **attrs)],
+         [helper.make_tensor_value_info("x", TensorProto.UINT8, list(xs))],
+         [helper.make_tensor_value_info("y", TensorProto.INT32, None)], inits, path)
+    ours = run_medquant(path, {"x": x}, tmp_path)[0]
+    assert np.array_equal(ours, run_ort(path, {"x": x})[0])
+
+
 @pytest.mark.parametrize("case", ["3x3_pad", "groups"])
 def test_conv_integer_int8_input_and_channel_zero_points(case, tmp_path):
     """What ORT's ConvInteger refuses (int8 x, a zero point per output channel): numpy is the reference."""
