@@ -415,3 +415,37 @@ def test_quantize_dequantize_pairs_run_as_one(signed, tmp_path):
     for a, b, c in zip(ours, run_ort(path, feeds), plain):
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True) and np.array_equal(a, c, equal_nan=True)
     assert fusions(path) == 2
+
+
+@pytest.mark.parametrize("b_const,per_column", [(True, False), (True, True), (False, False)],
+                         ids=["packed", "packed_per_column", "batched"])
+@pytest.mark.parametrize("types", ["u8u8u8", "u8s8u8", "s8s8s8"])  # the type sets ORT implements
+def test_qlinear_matmul_exact(b_const, per_column, types, tmp_path):
+    """QLinearMatMul (ORT's QOperator format) through the integer GEMM, then
+    requantized: exactly ORT's integers."""
+    ta, tb, ty = [(np.int8, TensorProto.INT8) if types[i:i + 2] == "s8" else (np.uint8, TensorProto.UINT8)
+                  for i in (0, 2, 4)]
+    rng = np.random.default_rng(len(types) + 2 * b_const + per_column)
+    a_shape, b_shape = ((2, 9, 70), (70, 33)) if b_const else ((2, 3, 9, 40), (2, 3, 40, 13))
+    a = q8(rng, a_shape, ta[0] == np.int8)
+    b = q8(rng, b_shape, tb[0] == np.int8)
+    n = b_shape[-1] if per_column else 1
+    bs = (rng.uniform(0.5, 2.0, size=n) * 0.01).astype(np.float32).reshape((n,) if per_column else ())
+    bz = q8(rng, (n,) if per_column else (), tb[0] == np.int8)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "as"), numpy_helper.from_array(np.array(9, ta[0]), "az"),
+             numpy_helper.from_array(bs, "bs"), numpy_helper.from_array(bz, "bz"),
+             numpy_helper.from_array(np.array(0.35, np.float32), "ys"), numpy_helper.from_array(np.array(-3 if ty[0] == np.int8 else 130, ty[0]), "yz")]
+    inputs = [helper.make_tensor_value_info("a", ta[1], list(a_shape))]
+    feeds = {"a": a}
+    if b_const:
+        inits.append(numpy_helper.from_array(b, "b"))
+    else:
+        inputs.append(helper.make_tensor_value_info("b", tb[1], list(b_shape)))
+        feeds["b"] = b
+    path = tmp_path / "qlmm.onnx"
+    save([helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])], inputs,
+         [helper.make_tensor_value_info("y", ty[1], None)], inits, path)
+    ours = run_medquant(path, feeds, tmp_path)[0]
+    ref = run_ort(path, feeds)[0]
+    assert ours.dtype == ref.dtype and np.array_equal(ours, ref)
+    assert np.array_equal(ours, run_medquant(path, feeds, tmp_path, threads=1)[0])

@@ -247,6 +247,59 @@ MatMulShape matmul_shape(const Shape& a0, const Shape& b0, std::string_view wher
   return r;
 }
 
+// y [M x pack.n] = A [M x K] x pack through the int8 GEMM, `o` giving the
+// epilogue; int8 A is shifted to uint8 (+128, its zero point with it) so one
+// kernel serves both, and rows are padded to kp bytes.
+void q8_matmul(const uint8_t* a, size_t M, bool shifted, int32_t a_zp, const kernels::PackedQ8& pack,
+               kernels::Q8Output o, void* y, Parallel* pool) {
+  const size_t K = pack.k;
+  if (shifted) a_zp += 128;
+  o.ldc = pack.n;
+  if (o.scale) o.f32 = static_cast<float*>(y);
+  else o.i32 = static_cast<int32_t*>(y);
+  std::shared_ptr<uint8_t[]> padded;
+  size_t lda = K;
+  if (pack.kp != K || shifted) {
+    padded = allocate_bytes(M * pack.kp);
+    for (size_t i = 0; i < M; ++i) {
+      uint8_t* d = padded.get() + i * pack.kp;
+      std::memcpy(d, a + i * K, K);
+      if (shifted) flip_sign_bits(d, K);
+      std::memset(d + K, a_zp, pack.kp - K);
+    }
+    a = padded.get();
+    lda = pack.kp;
+  }
+  kernels::q8_gemm(kernels::best(), M, a, lda, a_zp, pack, o, pool);
+}
+
+// Every batch of A x B (numpy broadcasting; B not constant: packed per batch)
+// into y, out_bytes per element; with at least as many batches (heads) as
+// threads each batch is one task, else the threads share each GEMM.
+void q8_matmul_batched(const Tensor& a, const Tensor& b, const MatMulShape& s, int32_t a_zp,
+                       const std::vector<int32_t>& b_zp, const kernels::Q8Output& o, uint8_t* y, size_t out_bytes,
+                       Parallel& pool) {
+  const bool per_batch = static_cast<size_t>(s.batches) >= pool.size() && pool.size() > 1;
+  auto batch = [&](size_t bi) {
+    const auto pack = kernels::pack_q8(kernels::best(), b.data<uint8_t>() + s.boff[bi], s.K, s.N,
+                                       b.type() == onnx::kUint8, b_zp.data(), b_zp.size());
+    q8_matmul(a.data<uint8_t>() + s.aoff[bi], s.M, a.type() == onnx::kInt8, a_zp, pack, o,
+              y + bi * s.M * s.N * out_bytes, per_batch ? nullptr : &pool);
+  };
+  if (per_batch) pool.run(static_cast<size_t>(s.batches), batch);
+  else
+    for (int64_t bi = 0; bi < s.batches; ++bi) batch(static_cast<size_t>(bi));
+}
+
+std::vector<int32_t> zero_points(const Tensor* z) {
+  std::vector<int32_t> zp{0};
+  if (z) {
+    zp.resize(static_cast<size_t>(z->size()));
+    for (int64_t i = 0; i < z->size(); ++i) zp[i] = load_q(*z, i);
+  }
+  return zp;
+}
+
 class MatMulIntegerOp : public Op, public FusableLinear {
  public:
   bool infer(const InferContext& ctx, std::vector<TensorDesc>& out) override {
@@ -282,13 +335,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
     if (ctx.has(2) && shape_size(ctx.shape(2), where) != 1) return;
     if (ctx.has(3) && !ctx.value(3)) return;
     const size_t K = w->dim(0), N = w->dim(1);
-    std::vector<int32_t> zp;
-    if (ctx.has(3)) {
-      const Tensor& z = *ctx.value(3);
-      for (int64_t i = 0; i < z.size(); ++i) zp.push_back(load_q(z, i));
-    } else {
-      zp.push_back(0);
-    }
+    const std::vector<int32_t> zp = zero_points(ctx.has(3) ? ctx.value(3) : nullptr);
     if (w_src_ != w->raw() || pack_.n != N || pack_.k != K)
       pack_ = kernels::pack_q8(kernels::best(), w->data<uint8_t>(), K, N, w->type() == onnx::kUint8, zp.data(), zp.size());
     w_src_ = w->raw();
@@ -328,7 +375,7 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       if (M == 0 || pack_.n == 0) return;
       if (o.scale_per_column && static_cast<size_t>(in[4]->size()) != pack_.n)
         fail("{}: fused scale has {} values for {} columns", where, in[4]->size(), pack_.n);
-      gemm(a.data<uint8_t>(), M, a.type() == onnx::kInt8, a_zp, pack_, o, y.raw(), &pool);
+      q8_matmul(a.data<uint8_t>(), M, a.type() == onnx::kInt8, a_zp, pack_, o, y.raw(), &pool);
       return;
     }
     if (a.rank() >= 2 && b.rank() >= 2 && (!azp || azp->size() == 1)) {
@@ -337,23 +384,8 @@ class MatMulIntegerOp : public Op, public FusableLinear {
       if (s.M == 0 || s.N == 0) return;
       if (o.scale_per_column && in[4]->size() != s.N)
         fail("{}: fused scale has {} values for {} columns", where, in[4]->size(), s.N);
-      std::vector<int32_t> zp{0};
-      if (bzp) {
-        zp.resize(static_cast<size_t>(bzp->size()));
-        for (int64_t i = 0; i < bzp->size(); ++i) zp[i] = load_q(*bzp, i);
-      }
-      const size_t out_bytes = dequantize_ ? sizeof(float) : sizeof(int32_t);
-      // Enough batches (heads) for every thread: one task each, else threads inside each GEMM.
-      const bool per_batch = static_cast<size_t>(s.batches) >= pool.size() && pool.size() > 1;
-      auto batch = [&](size_t bi) {
-        const auto pack = kernels::pack_q8(kernels::best(), b.data<uint8_t>() + s.boff[bi], s.K, s.N,
-                                           b.type() == onnx::kUint8, zp.data(), zp.size());
-        gemm(a.data<uint8_t>() + s.aoff[bi], s.M, a.type() == onnx::kInt8, a_zp, pack, o,
-             static_cast<uint8_t*>(y.raw()) + bi * s.M * s.N * out_bytes, per_batch ? nullptr : &pool);
-      };
-      if (per_batch) pool.run(static_cast<size_t>(s.batches), batch);
-      else
-        for (int64_t bi = 0; bi < s.batches; ++bi) batch(static_cast<size_t>(bi));
+      q8_matmul_batched(a, b, s, a_zp, zero_points(bzp), o, static_cast<uint8_t*>(y.raw()),
+                        dequantize_ ? sizeof(float) : sizeof(int32_t), pool);
       return;
     }
     MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
@@ -387,32 +419,6 @@ class MatMulIntegerOp : public Op, public FusableLinear {
   }
 
  private:
-  // y [M x pack.n] = A [M x K] x pack through the int8 GEMM, `o` giving the
-  // epilogue; int8 A is shifted to uint8 (+128, its zero point with it) so one
-  // kernel serves both, and rows are padded to kp bytes.
-  static void gemm(const uint8_t* a, size_t M, bool shifted, int32_t a_zp, const kernels::PackedQ8& pack,
-                   kernels::Q8Output o, void* y, Parallel* pool) {
-    const size_t K = pack.k;
-    if (shifted) a_zp += 128;
-    o.ldc = pack.n;
-    if (o.scale) o.f32 = static_cast<float*>(y);
-    else o.i32 = static_cast<int32_t*>(y);
-    std::shared_ptr<uint8_t[]> padded;
-    size_t lda = K;
-    if (pack.kp != K || shifted) {
-      padded = allocate_bytes(M * pack.kp);
-      for (size_t i = 0; i < M; ++i) {
-        uint8_t* d = padded.get() + i * pack.kp;
-        std::memcpy(d, a + i * K, K);
-        if (shifted) flip_sign_bits(d, K);
-        std::memset(d + K, a_zp, pack.kp - K);
-      }
-      a = padded.get();
-      lda = pack.kp;
-    }
-    kernels::q8_gemm(kernels::best(), M, a, lda, a_zp, pack, o, pool);
-  }
-
   bool packed_ = false, dequantize_ = false;
   kernels::PackedQ8 pack_;
   const void* w_src_ = nullptr;
@@ -477,13 +483,49 @@ class QLinearMatMulOp : public Op {
     out[0] = {ty, s.out};
     return true;
   }
-  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+  void prepare(const InferContext& ctx) override {
+    packed_ = false;
+    const Tensor* b = ctx.value(3);
+    if (!b || !ctx.value(5) || b->rank() != 2 || ctx.rank(0) < 2) return;
+    if (b_src_ != b->raw() || pack_.k != static_cast<size_t>(b->dim(0)) || pack_.n != static_cast<size_t>(b->dim(1)))
+      pack_ = kernels::pack_q8(kernels::best(), b->data<uint8_t>(), b->dim(0), b->dim(1), b->type() == onnx::kUint8,
+                               zero_points(ctx.value(5)).data(), static_cast<size_t>(ctx.value(5)->size()));
+    b_src_ = b->raw();
+    packed_ = true;
+  }
+
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
     const Tensor &a = *in[0], &b = *in[3];
     const float as = in[1]->data<float>()[0], ys = in[6]->data<float>()[0];
     const int32_t az = load_q(*in[2], 0), yz = load_q(*in[7], 0);
     const Tensor &bs = *in[4], &bz = *in[5];
     MatMulShape s = matmul_shape(a.shape(), b.shape(), where, true);
     Tensor& y = *out[0];
+    if (a.rank() >= 2 && b.rank() >= 2) {
+      // The integer GEMM with float(acc) * (a_s * b_s / y_s) as its epilogue,
+      // then that requantized (the quantize kernel with scale 1: the same
+      // rounding and saturation as the loop below).
+      std::vector<float> multiplier(static_cast<size_t>(bs.size()));
+      for (size_t c = 0; c < multiplier.size(); ++c) multiplier[c] = as * bs.data<float>()[c] / ys;
+      kernels::Q8Output o;
+      o.scale = multiplier.data();
+      o.scale_per_column = multiplier.size() != 1;
+      const size_t total = static_cast<size_t>(y.size());
+      if (total == 0) return;
+      auto scratch = allocate_bytes(total * sizeof(float));
+      if (packed_)
+        q8_matmul(a.data<uint8_t>(), total / pack_.n, a.type() == onnx::kInt8, az, pack_, o, scratch.get(), &pool);
+      else
+        q8_matmul_batched(a, b, s, az, zero_points(&bz), o, scratch.get(), sizeof(float), pool);
+      const bool shifted = y.type() == onnx::kInt8;
+      const float* f = reinterpret_cast<const float*>(scratch.get());
+      uint8_t* q = y.data<uint8_t>();
+      pool.ranges(total, 16384, [&](size_t b0, size_t e) {
+        kernels::best().quantize_u8(f + b0, q + b0, e - b0, 1.0f, yz + (shifted ? 128 : 0));
+        if (shifted) flip_sign_bits(q + b0, e - b0);
+      });
+      return;
+    }
     for (int64_t bi = 0; bi < s.batches; ++bi)
       for (int64_t i = 0; i < s.M; ++i)
         for (int64_t j = 0; j < s.N; ++j) {
@@ -499,6 +541,11 @@ class QLinearMatMulOp : public Op {
           else y.data<int8_t>()[o] = saturate_round<int8_t>(v, yz);
         }
   }
+
+ private:
+  bool packed_ = false;
+  kernels::PackedQ8 pack_;
+  const void* b_src_ = nullptr;
 };
 
 }  // namespace
