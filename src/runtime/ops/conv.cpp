@@ -106,12 +106,30 @@ void im2row(const T* x, const Geometry& g, int64_t c0, int64_t cg, T* rows, T pa
       std::fill(r + K, r + ld, pad);
       for (int64_t c = 0; c < cg; ++c)
         for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          const int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw0 = ow * g.sw - g.pl;
+          // A run of the row inside the image (patch embeddings: every one): one copy.
+          if (g.dw == 1 && ih >= 0 && ih < g.H && iw0 >= 0 && iw0 + g.KW <= g.W) {
+            std::memcpy(r, x + ((c0 + c) * g.H + ih) * g.W + iw0, static_cast<size_t>(g.KW) * sizeof(T));
+            r += g.KW;
+            continue;
+          }
           for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+            const int64_t iw = iw0 + kw * g.dw;
             *r++ = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((c0 + c) * g.H + ih) * g.W + iw] : pad;
           }
         }
+    }
+}
+
+// GEMM rows [P x mg] (4-byte elements) to mg channel planes of P, in tiles
+// that keep both sides in cache.
+void rows_to_planes(const uint32_t* t, int64_t P, int64_t mg, uint32_t* y) {
+  constexpr int64_t kTile = 16;
+  for (int64_t p0 = 0; p0 < P; p0 += kTile)
+    for (int64_t m0 = 0; m0 < mg; m0 += kTile) {
+      const int64_t pe = std::min(P, p0 + kTile), me = std::min(mg, m0 + kTile);
+      for (int64_t m = m0; m < me; ++m)
+        for (int64_t p = p0; p < pe; ++p) y[m * P + p] = t[p * mg + m];
     }
 }
 
@@ -166,9 +184,8 @@ class ConvOp : public Op {
       for (int64_t gi = 0; gi < g.group; ++gi) {
         im2row(x.data<float>() + n * g.C * g.H * g.W, g, gi * cg, cg, r, 0.f, K);
         kernels::f32_gemm(k, P, r, K, (*packs)[gi], t, mg, kernels::Activation::None, &pool);
-        float* yo = y.data<float>() + (n * g.M + gi * mg) * P;
-        for (int64_t p = 0; p < P; ++p)
-          for (int64_t m = 0; m < mg; ++m) yo[m * P + p] = t[p * mg + m];
+        rows_to_planes(reinterpret_cast<const uint32_t*>(t), P, mg,
+                       reinterpret_cast<uint32_t*>(y.data<float>() + (n * g.M + gi * mg) * P));
       }
   }
 
@@ -283,11 +300,9 @@ class ConvIntegerOp : public Op, public FusableLinear {
           o.i32 = reinterpret_cast<int32_t*>(tmp.get());
         }
         kernels::q8_gemm(k, static_cast<size_t>(P), rows.get(), kp, x_zp, (*packs)[gi], o, &pool);
-        // [P x mg] rows to the channels of NCHW (int32 or float: 4 bytes either way).
-        const uint32_t* t = reinterpret_cast<const uint32_t*>(tmp.get());
-        uint32_t* yo = static_cast<uint32_t*>(y.raw()) + (n * g.M + gi * mg) * P;
-        for (int64_t p = 0; p < P; ++p)
-          for (int64_t m = 0; m < mg; ++m) yo[m * P + p] = t[p * mg + m];
+        // int32 or float: 4 bytes either way.
+        rows_to_planes(reinterpret_cast<const uint32_t*>(tmp.get()), P, mg,
+                       static_cast<uint32_t*>(y.raw()) + (n * g.M + gi * mg) * P);
       }
     }
   }
