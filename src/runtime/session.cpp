@@ -20,6 +20,7 @@ struct Session::Impl {
   SessionStats stats;
 
   void plan_for(const std::vector<TensorDesc>& descs) {
+    if (!options.fuse) graph.fused = true;  // no fusion to wait for: fold everything now
     plan = std::make_unique<Plan>(make_plan(graph, descs, *pool));
     ++stats.plans;
     if (options.fuse && !graph.fused) {
