@@ -345,8 +345,9 @@ TEST(RuntimeLoader, RunsFromMemory) {
 
 // Sessions of different thread counts running at once (each its own pool) give
 // the single-thread results bit for bit: a residual-style Add long enough to be
-// split, DynamicQuantizeLinear, LayerNormalization and a MatMul wide enough
-// for whole-panel tasks.
+// split, DynamicQuantizeLinear, LayerNormalization, a MatMul wide enough for
+// whole-panel tasks, reductions over the last axis (parallel rows) and the
+// first (the broadcast walk), and Pow(x, 2).
 TEST(RuntimeParallel, SessionsOfDifferentThreadCountsAgree) {
   ::onnx::ModelProto m = empty_model("g");
   auto* g = m.mutable_graph();
@@ -361,6 +362,9 @@ TEST(RuntimeParallel, SessionsOfDifferentThreadCountsAgree) {
   add_io(g->add_output(), "qs", {});
   add_io(g->add_output(), "qz", {});
   g->mutable_output(5)->mutable_type()->mutable_tensor_type()->set_elem_type(2);
+  add_io(g->add_output(), "rm", {rows, 1});  // ReduceMean over the last axis (contiguous rows)
+  add_io(g->add_output(), "rs", {1, cols});  // ReduceSum over the first (the broadcast walk)
+  add_io(g->add_output(), "p", {rows, cols});  // Pow(s, 2)
   auto init = [&](const char* name, std::vector<int64_t> dims, unsigned seed) {
     auto* t = g->add_initializer();
     t->set_name(name);
@@ -381,6 +385,22 @@ TEST(RuntimeParallel, SessionsOfDifferentThreadCountsAgree) {
   node("MatMul", {"s", "w"}, {"y"});
   node("LayerNormalization", {"s", "gamma"}, {"ln"});
   node("DynamicQuantizeLinear", {"s"}, {"q", "qs", "qz"});
+  node("ReduceMean", {"s"}, {"rm"});  // opset 17: axes is an attribute
+  auto* at = g->mutable_node(g->node_size() - 1)->add_attribute();
+  at->set_name("axes");
+  at->set_type(::onnx::AttributeProto::INTS);
+  at->add_ints(-1);
+  auto* axes = g->add_initializer();  // ReduceSum (opset 13+): axes is an input
+  axes->set_name("axes0");
+  axes->set_data_type(7);
+  axes->add_dims(1);
+  axes->add_int64_data(0);
+  node("ReduceSum", {"s", "axes0"}, {"rs"});
+  auto* two = g->add_initializer();
+  two->set_name("two");
+  two->set_data_type(1);
+  two->add_float_data(2.f);
+  node("Pow", {"s", "two"}, {"p"});
   const std::string bytes = m.SerializeAsString();
   const std::span<const uint8_t> span{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
   auto input = [&](unsigned seed) {
@@ -389,11 +409,30 @@ TEST(RuntimeParallel, SessionsOfDifferentThreadCountsAgree) {
     std::memcpy(t.data<float>(), v.data(), v.size() * sizeof(float));
     return t;
   };
-  const Tensor a = input(1), b = input(2);
+  Tensor a = input(1), b = input(2);
+  // x^2 rounds to the nearest subnormal, ties to even, as x * x and ONNX Runtime
+  // do (0x1.9p-146 exactly; powf gives 0x1.ap-146).
+  a.data<float>()[0] = 0x1.4p-73f;
+  b.data<float>()[0] = 0.f;
+  auto sum_sq = [](const Tensor& t, int64_t i) { const float v = t.data<float>()[i]; return v * v; };
   Session ref_session = Session::load_from_memory(span, {.threads = 1});
   const std::vector<Tensor> ref = ref_session.run({{"a", a}, {"b", b}});
   for (int64_t i = 0; i < rows * cols; ++i)
     ASSERT_EQ(ref[0].data<float>()[i], a.data<float>()[i] + b.data<float>()[i]);
+  EXPECT_EQ(ref[8].data<float>()[0], 0x1.8p-146f);
+  for (int64_t i = 0; i < rows * cols; ++i) ASSERT_EQ(ref[8].data<float>()[i], sum_sq(ref[0], i));
+  // Reductions accumulate in double in input order.
+  const float* sum = ref[0].data<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    double acc = 0;
+    for (int64_t c = 0; c < cols; ++c) acc += sum[r * cols + c];
+    ASSERT_EQ(ref[6].data<float>()[r], static_cast<float>(acc / cols)) << r;
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    double acc = 0;
+    for (int64_t r = 0; r < rows; ++r) acc += sum[r * cols + c];
+    ASSERT_EQ(ref[7].data<float>()[c], static_cast<float>(acc)) << c;
+  }
   auto same = [](const Tensor& x, const Tensor& y) {
     return x.shape() == y.shape() && x.type() == y.type() && std::memcmp(x.raw(), y.raw(), x.bytes()) == 0;
   };

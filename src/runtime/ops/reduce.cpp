@@ -1,9 +1,12 @@
 // Reductions (reference implementations): ReduceMean, ReduceSum, ReduceMax,
 // ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare. Float inputs
-// accumulate in double.
+// accumulate in double; reductions over trailing axes run in parallel.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "runtime/ops/broadcast.h"
 #include "runtime/ops/dispatch.h"
@@ -43,13 +46,19 @@ class ReduceOp : public Op {
       keep_shape_.push_back(reduced_[d] ? 1 : in[d]);
       if (!reduced_[d] || keepdims_) s.push_back(reduced_[d] ? 1 : in[d]);
     }
+    trailing_ = true;
+    for (size_t d = 0, seen_reduced = 0; d < in.size(); ++d) {
+      if (in[d] == 1) continue;
+      if (reduced_[d]) seen_reduced = 1;
+      else if (seen_reduced) trailing_ = false;
+    }
     if ((kind_ == Reduce::Max || kind_ == Reduce::Min) && shape_size(in, where) == 0 && shape_size(s, where) > 0)
       fail("{}: cannot take the max/min of an empty set", where);
     out[0] = {t, s};
     return true;
   }
 
-  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel&) override {
+  void run(std::span<const Tensor* const> in, std::span<Tensor* const> out, Parallel& pool) override {
     const Tensor& x = *in[0];
     Tensor& y = *out[0];
     if (noop_) {
@@ -62,7 +71,6 @@ class ReduceOp : public Op {
       using T = decltype(tag);
       using A = std::conditional_t<std::is_floating_point_v<T>, double,
                                    std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
-      std::vector<A> acc(static_cast<size_t>(n_out));
       A init = 0;
       if (kind_ == Reduce::Prod) init = 1;
       if (kind_ == Reduce::Max) init = std::numeric_limits<A>::lowest();
@@ -71,41 +79,74 @@ class ReduceOp : public Op {
         if (kind_ == Reduce::Max) init = -std::numeric_limits<A>::infinity();
         if (kind_ == Reduce::Min) init = std::numeric_limits<A>::infinity();
       }
-      std::fill(acc.begin(), acc.end(), init);
-      // Walk the input; the output (kept dims) broadcasts over it.
-      BroadcastWalk<1> w(x.shape(), {&keep_shape_});
-      const T* a = x.data<T>();
-      w.for_each_run([&](int64_t o, std::array<int64_t, 1> off, int64_t len, std::array<int64_t, 1> st) {
-        for (int64_t i = 0; i < len; ++i) {
-          const A v = static_cast<A>(a[o + i]);
-          A& s = acc[off[0] + i * st[0]];
-          switch (kind_) {
-            case Reduce::Mean: case Reduce::Sum: s += v; break;
-            case Reduce::Max: if (v > s || v != v) s = v; break;
-            case Reduce::Min: if (v < s || v != v) s = v; break;
-            case Reduce::Prod: s *= v; break;
-            case Reduce::L1: s += v < 0 ? A(0) - v : v; break;
-            case Reduce::L2: case Reduce::SumSquare: s += v * v; break;
-          }
-        }
-      });
-      T* b = y.data<T>();
-      for (int64_t i = 0; i < n_out; ++i) {
-        A v = acc[i];
+      auto finish = [&](A v) {
         if (kind_ == Reduce::Mean) v = count ? static_cast<A>(v / static_cast<A>(count)) : v;
         if (kind_ == Reduce::L2) v = static_cast<A>(std::sqrt(static_cast<double>(v)));
-        b[i] = static_cast<T>(v);
-      }
+        return static_cast<T>(v);
+      };
+      const T* a = x.data<T>();
+      T* b = y.data<T>();
+      with_kind([&](auto kind) {
+        // Trailing axes reduced (e.g. the ReduceMeans of LayerNorm in opset < 17
+        // exports): output o is the contiguous run a[o * count, (o + 1) * count),
+        // summed in the same order as the walk below, outputs spread over the pool.
+        if (trailing_) {
+          pool.ranges(static_cast<size_t>(n_out), static_cast<size_t>(std::max<int64_t>(1, 16384 / std::max<int64_t>(count, 1))),
+                      [&](size_t s, size_t e) {
+                        for (size_t o = s; o < e; ++o) {
+                          A acc = init;
+                          const T* r = a + static_cast<int64_t>(o) * count;
+                          for (int64_t i = 0; i < count; ++i) step(kind, acc, static_cast<A>(r[i]));
+                          b[o] = finish(acc);
+                        }
+                      });
+          return;
+        }
+        std::vector<A> acc(static_cast<size_t>(n_out), init);
+        // Walk the input; the output (kept dims) broadcasts over it.
+        BroadcastWalk<1> w(x.shape(), {&keep_shape_});
+        w.for_each_run([&](int64_t o, std::array<int64_t, 1> off, int64_t len, std::array<int64_t, 1> st) {
+          for (int64_t i = 0; i < len; ++i) step(kind, acc[off[0] + i * st[0]], static_cast<A>(a[o + i]));
+        });
+        for (int64_t i = 0; i < n_out; ++i) b[i] = finish(acc[i]);
+      });
     });
   }
 
  private:
+  template <Reduce K>
+  using Kind = std::integral_constant<Reduce, K>;
+  // fn(Kind<k>) for this op's kind, so the inner loops have no switch.
+  template <typename Fn>
+  void with_kind(Fn&& fn) const {
+    switch (kind_) {
+      case Reduce::Mean: return fn(Kind<Reduce::Mean>{});
+      case Reduce::Sum: return fn(Kind<Reduce::Sum>{});
+      case Reduce::Max: return fn(Kind<Reduce::Max>{});
+      case Reduce::Min: return fn(Kind<Reduce::Min>{});
+      case Reduce::Prod: return fn(Kind<Reduce::Prod>{});
+      case Reduce::L1: return fn(Kind<Reduce::L1>{});
+      case Reduce::L2: return fn(Kind<Reduce::L2>{});
+      case Reduce::SumSquare: return fn(Kind<Reduce::SumSquare>{});
+    }
+  }
+  template <Reduce K, typename A>
+  static void step(Kind<K>, A& s, A v) {
+    if constexpr (K == Reduce::Mean || K == Reduce::Sum) s += v;
+    else if constexpr (K == Reduce::Max) { if (v > s || v != v) s = v; }
+    else if constexpr (K == Reduce::Min) { if (v < s || v != v) s = v; }
+    else if constexpr (K == Reduce::Prod) s *= v;
+    else if constexpr (K == Reduce::L1) s += v < 0 ? A(0) - v : v;
+    else s += v * v;  // L2, SumSquare
+  }
+
   Reduce kind_;
   bool axes_input_;
   std::vector<int64_t> axes_;
   bool keepdims_, noop_empty_;
   std::vector<bool> reduced_;
   Shape keep_shape_;
+  bool trailing_ = false;  // the reduced dims (size > 1) all come after the kept ones
   bool noop_ = false;
 };
 
