@@ -18,40 +18,17 @@ ONNX Runtime (and numpy where ORT has no kernel):
 Relative tolerances are of the output's largest magnitude."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
-
-BIN = os.environ.get("MEDQUANT_BIN", "medquant")
-
-
-def medquant(*args):
-    p = subprocess.run([BIN, "-q", *map(str, args)], capture_output=True, text=True)
-    assert p.returncode == 0, f"medquant {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}"
-    return p
-
-
-def run_medquant(path, feeds, tmp, fuse=True, threads=2):
-    out = tmp / f"out{'' if fuse else '_plain'}{threads}"
-    args = ["--threads", threads, "run", path, "-o", out] + ([] if fuse else ["--no-fusion"])
-    for name, value in feeds.items():
-        f = tmp / f"in_{name}.npy"
-        np.save(f, value)
-        args += ["--input", f"{name}={f}"]
-    medquant(*args)
-    m = onnx.load(str(path), load_external_data=False)
-    return [np.load(out / f"{o.name}.npy") for o in m.graph.output]
-
+from runtime_peer import medquant, run_medquant, run_ort  # noqa: E402
 
 def bench_json(path):
     return json.loads(medquant("bench", path, "--runs", 1, "--warmup", 0, "--json").stdout)
@@ -59,13 +36,6 @@ def bench_json(path):
 
 def fusions(path):
     return bench_json(path)["fusions"]
-
-
-def run_ort(path, feeds, optimize=True):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 def save(nodes, inputs, outputs, inits, path, opset=17):

@@ -13,48 +13,17 @@ torch writes it below opset 17, at opset 13), run by both on the same inputs:
 Broken models must fail with "error: ..." naming the problem, never a signal.
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
-
-BIN = os.environ.get("MEDQUANT_BIN", "medquant")
-
-
-def medquant(*args, check=True):
-    p = subprocess.run([BIN, "-q", *map(str, args)], capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"medquant {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}")
-    return p
-
-
-def run_medquant(model_path, feeds, tmp, threads=2):
-    args = ["--threads", threads, "run", model_path, "-o", tmp / "out"]
-    for name, value in feeds.items():
-        f = tmp / f"in_{name}.npy"
-        np.save(f, value)
-        args += ["--input", f"{name}={f}"]
-    medquant(*args)
-    m = onnx.load(str(model_path), load_external_data=False)
-    return [np.load(tmp / "out" / f"{o.name}.npy") for o in m.graph.output]
-
-
-def run_ort(model_path, feeds, optimize=True):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    s = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    return s.run(None, feeds)
-
+from runtime_peer import medquant, run_medquant, run_ort  # noqa: E402
 
 # ---------------------------------------------------------------- a BERT tower
 
