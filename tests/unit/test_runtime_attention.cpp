@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "onnx/graph.h"
+#include "random_floats.h"
 #include "runtime/kernels/kernels.h"
 #include "runtime/session.h"
 
@@ -23,14 +24,6 @@ using medquant::runtime::Session;
 using medquant::runtime::Tensor;
 
 namespace {
-
-std::vector<float> random_floats(size_t n, unsigned seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 TEST(RuntimeAttentionKernels, ScaledSoftmaxEqualsTheChain) {
   for (const kernels::Table* t : kernels::available())

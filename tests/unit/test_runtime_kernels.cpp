@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/npy.h"
+#include "random_floats.h"
 #include "runtime/kernels/kernels.h"
 #include "runtime/parallel.h"
 #include "runtime/session.h"
@@ -22,14 +23,6 @@ using medquant::runtime::Session;
 using medquant::runtime::Tensor;
 
 namespace {
-
-std::vector<float> random_floats(size_t n, unsigned seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 double gelu_ref(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
 
