@@ -602,7 +602,7 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   if (count) resort(g);
   g.fused = true;
   g.fusions += count;
-  return count > 0 || !p.deferred ? count : 1;
+  return count;
 }
 
 }  // namespace medquant::runtime

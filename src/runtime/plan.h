@@ -93,8 +93,7 @@ struct Plan {
 
 // Input descs in graph input order.
 Plan make_plan(LoadedGraph& g, const std::vector<TensorDesc>& inputs, Parallel& pool);
-// Rewrites fusable patterns of g (using a plan's known shapes and constants);
-// returns how many, and at least 1 when the plan deferred folds (plan again).
+// Rewrites fusable patterns of g (using a plan's known shapes and constants); returns how many.
 size_t fuse_graph(LoadedGraph& g, const Plan& plan);
 std::vector<Tensor> execute(LoadedGraph& g, Plan& plan, const std::vector<const Tensor*>& inputs, Parallel& pool);
 

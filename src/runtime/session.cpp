@@ -24,7 +24,8 @@ struct Session::Impl {
     plan = std::make_unique<Plan>(make_plan(graph, descs, *pool));
     ++stats.plans;
     if (options.fuse && !graph.fused) {
-      if (fuse_graph(graph, *plan) > 0) plan = std::make_unique<Plan>(make_plan(graph, descs, *pool));
+      // Plan again when the graph changed, or to fold what the plan deferred.
+      if (fuse_graph(graph, *plan) > 0 || plan->deferred) plan = std::make_unique<Plan>(make_plan(graph, descs, *pool));
     }
     stats.nodes = plan->steps.size();
     stats.folded = plan->folded;
