@@ -1,7 +1,5 @@
 #include "runtime/tensor.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 
@@ -28,21 +26,9 @@ std::string shape_string(const Shape& shape) {
 }
 
 std::shared_ptr<uint8_t[]> allocate_bytes(size_t bytes) {
-  // Buffers of 2 MiB or more (packed weights, arenas) start on a 2 MiB
-  // boundary and their whole 2 MiB pages are backed by transparent huge pages
-  // where the kernel offers them (madvise mode): GEMMs stream every weight
-  // from memory once per inference, and with 4 KiB pages the hardware
-  // prefetchers stop at each page boundary (ViT-B GEMMs on weights not in
-  // cache: 117 -> 123 G FMA/s).
-  // The tail stays in small pages, so resident memory does not grow.
-  constexpr size_t kHuge = size_t{2} << 20;
   const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-  void* p = nullptr;
-  if (posix_memalign(&p, rounded >= kHuge ? kHuge : 64, rounded) != 0) p = nullptr;
+  void* p = std::aligned_alloc(64, rounded);
   if (!p) fail("out of memory allocating {} bytes", rounded);
-#if defined(MADV_HUGEPAGE)
-  if (rounded >= kHuge) madvise(p, rounded / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure changes nothing
-#endif
   return std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
 }
 
