@@ -29,7 +29,11 @@ namespace medquant::runtime::kernels {
 namespace {
 #include "runtime/kernels/x86_math.inc"
 
-template <int MR>
+// As in the AVX-512 kernel: deep products prefetch their panel 6 KiB ahead
+// past the 4 KiB pages where the hardware prefetcher stops.
+constexpr size_t kPrefetchMinK = 256, kPrefetchRows = 96;
+
+template <int MR, bool PREFETCH>
 void TARGET gemm_tile(size_t kc, const float* a, size_t a_stride, const float* w, float* c, size_t c_stride,
                       const float* bias) {
   __m256 acc0[MR], acc1[MR];
@@ -43,6 +47,7 @@ void TARGET gemm_tile(size_t kc, const float* a, size_t a_stride, const float* w
   for (size_t k = 0; k < kc; ++k) {
     const __m256 w0 = _mm256_loadu_ps(w);
     const __m256 w1 = _mm256_loadu_ps(w + 8);
+    if constexpr (PREFETCH) _mm_prefetch(reinterpret_cast<const char*>(w + 16 * kPrefetchRows), _MM_HINT_T0);
     w += 16;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
@@ -93,13 +98,23 @@ inline void TARGET store_tail(float* y, size_t n, __m256 v) {
 
 void TARGET f32_gemm_6x16__avx2(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                                 const float* w, float* c, size_t c_stride, const float* bias) {
+  if (kc >= kPrefetchMinK) {
+    switch (mr) {
+      case 1: return gemm_tile<1, true>(kc, a, a_stride, w, c, c_stride, bias);
+      case 2: return gemm_tile<2, true>(kc, a, a_stride, w, c, c_stride, bias);
+      case 3: return gemm_tile<3, true>(kc, a, a_stride, w, c, c_stride, bias);
+      case 4: return gemm_tile<4, true>(kc, a, a_stride, w, c, c_stride, bias);
+      case 5: return gemm_tile<5, true>(kc, a, a_stride, w, c, c_stride, bias);
+      default: return gemm_tile<6, true>(kc, a, a_stride, w, c, c_stride, bias);
+    }
+  }
   switch (mr) {
-    case 1: return gemm_tile<1>(kc, a, a_stride, w, c, c_stride, bias);
-    case 2: return gemm_tile<2>(kc, a, a_stride, w, c, c_stride, bias);
-    case 3: return gemm_tile<3>(kc, a, a_stride, w, c, c_stride, bias);
-    case 4: return gemm_tile<4>(kc, a, a_stride, w, c, c_stride, bias);
-    case 5: return gemm_tile<5>(kc, a, a_stride, w, c, c_stride, bias);
-    default: return gemm_tile<6>(kc, a, a_stride, w, c, c_stride, bias);
+    case 1: return gemm_tile<1, false>(kc, a, a_stride, w, c, c_stride, bias);
+    case 2: return gemm_tile<2, false>(kc, a, a_stride, w, c, c_stride, bias);
+    case 3: return gemm_tile<3, false>(kc, a, a_stride, w, c, c_stride, bias);
+    case 4: return gemm_tile<4, false>(kc, a, a_stride, w, c, c_stride, bias);
+    case 5: return gemm_tile<5, false>(kc, a, a_stride, w, c, c_stride, bias);
+    default: return gemm_tile<6, false>(kc, a, a_stride, w, c, c_stride, bias);
   }
 }
 
