@@ -20,7 +20,11 @@ inline int32_t load4(const uint8_t* p) {
   return v;
 }
 
-template <int MR>
+// As the AVX-512 kernels: deep products (K >= 256) prefetch their panel
+// 6 KiB ahead, past the 4 KiB pages where the hardware prefetcher stops.
+constexpr size_t kPrefetchMinK = 256, kPrefetchSteps = 96;
+
+template <int MR, bool PREFETCH = false>
 void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const int8_t* w, int32_t* c, size_t c_stride) {
   __m256i acc0[MR], acc1[MR];
 #pragma GCC unroll 6
@@ -28,6 +32,7 @@ void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const i
   for (size_t k = 0; k < kc; k += 4) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32));
+    if constexpr (PREFETCH) _mm_prefetch(reinterpret_cast<const char*>(w + 64 * kPrefetchSteps), _MM_HINT_T0);
     w += 64;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
@@ -41,6 +46,12 @@ void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const i
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * c_stride), acc0[i]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * c_stride + 8), acc1[i]);
   }
+}
+
+template <int MR>
+void TARGET_VNNI tile_vnni_prefetch(size_t kc, const uint8_t* a, size_t a_stride, const int8_t* w, int32_t* c,
+                                    size_t c_stride) {
+  tile_vnni<MR, true>(kc, a, a_stride, w, c, c_stride);
 }
 
 template <int MR>
@@ -84,6 +95,7 @@ void TARGET_AVX2 tile_avx2(size_t kc, const uint8_t* a, size_t a_stride, const i
 
 void TARGET_VNNI q8_gemm_6x16__avxvnni(size_t mr, size_t, size_t kc, const uint8_t* a, size_t a_stride,
                                        const int8_t* w, int32_t* c, size_t c_stride) {
+  if (kc >= kPrefetchMinK) DISPATCH_MR(tile_vnni_prefetch)
   DISPATCH_MR(tile_vnni)
 }
 

@@ -21,7 +21,11 @@ inline int32_t load4(const uint8_t* p) {
   return v;
 }
 
-template <int MR>
+// Deep products (weights, K >= 256) prefetch their panel 6 KiB ahead: the
+// hardware prefetcher stops at each 4 KiB page of weights read from memory.
+constexpr size_t kPrefetchMinK = 256, kPrefetchSteps = 48;
+
+template <int MR, bool PREFETCH = false>
 void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const int8_t* w, int32_t* c, size_t c_stride) {
   __m512i acc0[MR], acc1[MR];
 #pragma GCC unroll 12
@@ -29,6 +33,10 @@ void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const i
   for (size_t k = 0; k < kc; k += 4) {
     const __m512i w0 = _mm512_loadu_si512(w);
     const __m512i w1 = _mm512_loadu_si512(w + 64);
+    if constexpr (PREFETCH) {  // never faults, also past the panel's end
+      _mm_prefetch(reinterpret_cast<const char*>(w + 128 * kPrefetchSteps), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + 128 * kPrefetchSteps + 64), _MM_HINT_T0);
+    }
     w += 128;
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
@@ -42,6 +50,12 @@ void TARGET_VNNI tile_vnni(size_t kc, const uint8_t* a, size_t a_stride, const i
     _mm512_storeu_si512(c + i * c_stride, acc0[i]);
     _mm512_storeu_si512(c + i * c_stride + 16, acc1[i]);
   }
+}
+
+template <int MR>
+void TARGET_VNNI tile_vnni_prefetch(size_t kc, const uint8_t* a, size_t a_stride, const int8_t* w, int32_t* c,
+                                    size_t c_stride) {
+  tile_vnni<MR, true>(kc, a, a_stride, w, c, c_stride);
 }
 
 template <int MR>
@@ -92,6 +106,7 @@ void TARGET_BW tile_bw(size_t kc, const uint8_t* a, size_t a_stride, const int8_
 
 void TARGET_VNNI q8_gemm_12x32__avx512vnni(size_t mr, size_t, size_t kc, const uint8_t* a, size_t a_stride,
                                            const int8_t* w, int32_t* c, size_t c_stride) {
+  if (kc >= kPrefetchMinK) DISPATCH_MR(tile_vnni_prefetch)
   DISPATCH_MR(tile_vnni)
 }
 
