@@ -63,6 +63,19 @@ void TARGET gemm_tile(size_t kc, const float* a, size_t a_stride, const float* w
   }
 }
 
+template <bool PREFETCH>
+void TARGET tile(size_t mr, size_t kc, const float* a, size_t a_stride, const float* w, float* c, size_t c_stride,
+                 const float* bias) {
+  switch (mr) {
+    case 1: return gemm_tile<1, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+    case 2: return gemm_tile<2, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+    case 3: return gemm_tile<3, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+    case 4: return gemm_tile<4, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+    case 5: return gemm_tile<5, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+    default: return gemm_tile<6, PREFETCH>(kc, a, a_stride, w, c, c_stride, bias);
+  }
+}
+
 inline float TARGET hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -98,24 +111,8 @@ inline void TARGET store_tail(float* y, size_t n, __m256 v) {
 
 void TARGET f32_gemm_6x16__avx2(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                                 const float* w, float* c, size_t c_stride, const float* bias) {
-  if (kc >= kPrefetchMinK) {
-    switch (mr) {
-      case 1: return gemm_tile<1, true>(kc, a, a_stride, w, c, c_stride, bias);
-      case 2: return gemm_tile<2, true>(kc, a, a_stride, w, c, c_stride, bias);
-      case 3: return gemm_tile<3, true>(kc, a, a_stride, w, c, c_stride, bias);
-      case 4: return gemm_tile<4, true>(kc, a, a_stride, w, c, c_stride, bias);
-      case 5: return gemm_tile<5, true>(kc, a, a_stride, w, c, c_stride, bias);
-      default: return gemm_tile<6, true>(kc, a, a_stride, w, c, c_stride, bias);
-    }
-  }
-  switch (mr) {
-    case 1: return gemm_tile<1, false>(kc, a, a_stride, w, c, c_stride, bias);
-    case 2: return gemm_tile<2, false>(kc, a, a_stride, w, c, c_stride, bias);
-    case 3: return gemm_tile<3, false>(kc, a, a_stride, w, c, c_stride, bias);
-    case 4: return gemm_tile<4, false>(kc, a, a_stride, w, c, c_stride, bias);
-    case 5: return gemm_tile<5, false>(kc, a, a_stride, w, c, c_stride, bias);
-    default: return gemm_tile<6, false>(kc, a, a_stride, w, c, c_stride, bias);
-  }
+  if (kc >= kPrefetchMinK) return tile<true>(mr, kc, a, a_stride, w, c, c_stride, bias);
+  tile<false>(mr, kc, a, a_stride, w, c, c_stride, bias);
 }
 
 #define ROW_FN(name, fn)                                                      \
