@@ -19,6 +19,8 @@
 // and by our BiomedCLIP exporter (see ops/attention.h):
 //   Transpose(q) x Transpose(k) -> Mul/Div(scalar) [-> Add(mask [B,1,1,Tk])]
 //       -> Softmax -> x Transpose(v) -> Transpose             => one Attention node
+//   the LayerNorm torch exports below opset 17 (ReduceMean, Sub, Pow, ReduceMean,
+//       Add eps, Sqrt, Div, Mul gamma, Add beta)               => LayerNormalization
 // Fused-away values must have no other reader and must not be graph outputs.
 #include <algorithm>
 #include <climits>
@@ -454,6 +456,81 @@ bool fuse_qdq(Matcher& m, int ni) {
   return true;
 }
 
+// The LayerNorm that torch exports below opset 17 (over the last axis):
+//   mean = ReduceMean(x); d = x - mean; var = ReduceMean(d ^ 2);
+//   y = d / Sqrt(var + eps) * gamma + beta    (gamma, beta constant, per column)
+// => one LayerNormalization node. The kernel sums in another order, so the
+// result differs from the chain by rounding (tests hold both to ORT).
+bool fuse_layernorm(Matcher& m, int ri) {
+  GraphNode& r1 = m.g.nodes[ri];
+  if (!m.is(ri, "ReduceMean") || r1.in.empty() || r1.out.size() != 1) return false;
+  const int x = r1.in[0], mean = r1.out[0];
+  if (!m.p.values[x].known || m.p.values[x].desc.type != onnx::kFloat) return false;
+  // Reduced over the last axis only, dims kept: [..., n] -> [..., 1].
+  const Shape& xs = m.shape(x);
+  Shape kept = xs;
+  if (xs.empty() || xs.back() <= 1) return false;
+  kept.back() = 1;
+  if (m.shape(mean) != kept) return false;
+  const int sub = m.sole_consumer(mean);
+  if (sub < 0 || !m.is(sub, "Sub") || m.g.nodes[sub].in != std::vector<int>{x, mean}) return false;
+  const int d = m.g.nodes[sub].out[0];
+  if (m.outputs.count(d) || m.consumers[d].size() != 2) return false;
+  int pow = -1, div = -1;
+  for (int c : m.consumers[d]) {
+    if (m.is(c, "Pow") && m.g.nodes[c].in.size() == 2 && m.g.nodes[c].in[0] == d && m.scalar_near(m.g.nodes[c].in[1], 2.0)) pow = c;
+    if (m.is(c, "Div") && m.g.nodes[c].in.size() == 2 && m.g.nodes[c].in[0] == d) div = c;
+  }
+  if (pow < 0 || div < 0) return false;
+  const int r2 = m.sole_consumer(m.g.nodes[pow].out[0]);
+  if (r2 < 0 || !m.is(r2, "ReduceMean") || m.shape(m.g.nodes[r2].out[0]) != kept) return false;
+  const int add_eps = m.sole_consumer(m.g.nodes[r2].out[0]);
+  if (add_eps < 0 || !m.is(add_eps, "Add")) return false;
+  const Tensor* eps = m.constant(m.other(add_eps, m.g.nodes[r2].out[0]));
+  if (!eps || eps->type() != onnx::kFloat || eps->size() != 1) return false;
+  const int sqrt = m.sole_consumer(m.g.nodes[add_eps].out[0]);
+  if (sqrt < 0 || !m.is(sqrt, "Sqrt") || m.sole_consumer(m.g.nodes[sqrt].out[0]) != div ||
+      m.g.nodes[div].in[1] != m.g.nodes[sqrt].out[0])
+    return false;
+  // * gamma + beta, each an n-element constant along the last axis (either operand order).
+  const int n = static_cast<int>(xs.back());
+  auto per_column = [&](int v) {
+    const Tensor* t = m.constant(v);
+    if (!t || t->type() != onnx::kFloat || t->size() != n || t->rank() == 0 || t->rank() > xs.size() || t->shape().back() != n)
+      return static_cast<const Tensor*>(nullptr);
+    return t;
+  };
+  const int mul = m.sole_consumer(m.g.nodes[div].out[0]);
+  if (mul < 0 || !m.is(mul, "Mul")) return false;
+  const Tensor* gamma = per_column(m.other(mul, m.g.nodes[div].out[0]));
+  const int add = m.sole_consumer(m.g.nodes[mul].out[0]);
+  if (!gamma || add < 0 || !m.is(add, "Add")) return false;
+  const int beta_v = m.other(add, m.g.nodes[mul].out[0]);
+  const Tensor* beta = per_column(beta_v);
+  const int y = m.g.nodes[add].out[0];
+  if (!beta || m.shape(y) != xs) return false;
+
+  onnx::Node spec;
+  spec.op_type = "LayerNormalization";
+  spec.inputs = {"x", "scale", "bias"};
+  spec.outputs = {"y"};
+  ::onnx::AttributeProto e;
+  e.set_name("epsilon");
+  e.set_type(::onnx::AttributeProto::FLOAT);
+  e.set_f(eps->data<float>()[0]);
+  spec.attributes.push_back(e);
+  const std::string where = r1.where + " (fused LayerNorm)";
+  for (int gone : {sub, pow, r2, add_eps, sqrt, div, mul, add}) m.g.nodes[gone].removed = true;
+  r1.op = OpRegistry::instance().create(spec, 17, where);
+  r1.op_type = "LayerNormalization";
+  r1.domain.clear();
+  r1.where = where;
+  r1.source = nullptr;
+  r1.in = {x, m.other(mul, m.g.nodes[div].out[0]), beta_v};
+  r1.out = {y};
+  return true;
+}
+
 bool fuse_attention(Matcher& m, int si) {
   GraphNode& sm = m.g.nodes[si];
   if (!m.is(si, "Softmax") || sm.in.size() != 1 || sm.out.size() != 1 || !sm.source) return false;
@@ -572,6 +649,8 @@ size_t fuse_graph(LoadedGraph& g, const Plan& p) {
   size_t count = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!g.nodes[i].removed && fuse_attention(m, static_cast<int>(i))) ++count;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!g.nodes[i].removed && fuse_layernorm(m, static_cast<int>(i))) ++count;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!g.nodes[i].removed && fuse_quantized_move(m, static_cast<int>(i))) ++count;
   for (size_t i = 0; i < g.nodes.size(); ++i)

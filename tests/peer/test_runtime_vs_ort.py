@@ -13,6 +13,7 @@ torch writes it below opset 17, at opset 13), run by both on the same inputs:
 Broken models must fail with "error: ..." naming the problem, never a signal.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -159,6 +160,24 @@ def assert_close(got, ref, rtol, what):
 
 
 # ---------------------------------------------------------------- FP32
+
+def test_decomposed_layernorm_fuses(tmp_path):
+    """torch's LayerNorm below opset 17 (ReduceMean ... Add beta, 9 ops) becomes one
+    LayerNormalization: the opset-13 BERT plans to as many steps as the opset-17 one
+    (native LayerNormalization) with its 5 LayerNorms fused, and stays within 1e-5 of
+    its own unfused run (ORT: test_fp32_matches_ort)."""
+    p13, p17 = tmp_path / "bert13.onnx", tmp_path / "bert17.onnx"
+    m13 = bert(opset=13)
+    onnx.save(m13, str(p13))
+    onnx.save(bert(opset=17), str(p17))
+    j13, j17 = (json.loads(medquant("bench", p, "--runs", 1, "--warmup", 0, "--json").stdout) for p in (p13, p17))
+    assert j13["steps"] == j17["steps"] and j13["fusions"] == j17["fusions"] + 5, (j13, j17)
+    feeds = feeds_for("bert_opset13", m13)
+    fused = run_medquant(p13, feeds, tmp_path)
+    plain = run_medquant(p13, feeds, tmp_path, fuse=False)
+    for o, (a, b) in enumerate(zip(fused, plain)):
+        assert_close(a, b, 1e-5, f"bert_opset13 output {o}, fused vs unfused")
+
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_fp32_matches_ort(name, tmp_path):
