@@ -494,7 +494,7 @@ bool fuse_layernorm(Matcher& m, int ri) {
     return false;
   // * gamma + beta, each an n-element constant along the last axis (either operand order).
   const int n = static_cast<int>(xs.back());
-  auto per_column = [&](int v) {
+  auto along_last_axis = [&](int v) {
     const Tensor* t = m.constant(v);
     if (!t || t->type() != onnx::kFloat || t->size() != n || t->rank() == 0 || t->rank() > xs.size() || t->shape().back() != n)
       return static_cast<const Tensor*>(nullptr);
@@ -502,11 +502,11 @@ bool fuse_layernorm(Matcher& m, int ri) {
   };
   const int mul = m.sole_consumer(m.g.nodes[div].out[0]);
   if (mul < 0 || !m.is(mul, "Mul")) return false;
-  const Tensor* gamma = per_column(m.other(mul, m.g.nodes[div].out[0]));
+  const Tensor* gamma = along_last_axis(m.other(mul, m.g.nodes[div].out[0]));
   const int add = m.sole_consumer(m.g.nodes[mul].out[0]);
   if (!gamma || add < 0 || !m.is(add, "Add")) return false;
   const int beta_v = m.other(add, m.g.nodes[mul].out[0]);
-  const Tensor* beta = per_column(beta_v);
+  const Tensor* beta = along_last_axis(beta_v);
   const int y = m.g.nodes[add].out[0];
   if (!beta || m.shape(y) != xs) return false;
 
