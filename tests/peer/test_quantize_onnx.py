@@ -9,7 +9,6 @@ Max abs output differences go to $MEDQUANT_BUILD_DIR/peer_quantize_onnx.json.
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dyna
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
+from medquant_cli import session  # noqa: E402
+from medquant_cli import medquant as run_medquant  # noqa: E402
 
-BIN = os.environ.get("MEDQUANT_BIN", "medquant")
 RESULTS = {}
 
 # name -> (medquant flags, quantize_dynamic kwargs)
@@ -53,17 +53,6 @@ def ort_kwargs(kw):
     kw = dict(kw)
     kw.setdefault("op_types_to_quantize", ["MatMul"])  # medquant's default (docs/onnx.md)
     return kw
-
-
-def run_medquant(*args, check=True):
-    p = subprocess.run([BIN, "-q", *map(str, args)], capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"medquant {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}")
-    return p
-
-
-def session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def node_key(n):

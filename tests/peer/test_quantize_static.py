@@ -34,8 +34,9 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
+from medquant_cli import BIN, session  # noqa: E402
+from medquant_cli import medquant as run_medquant  # noqa: E402
 
-BIN = os.environ.get("MEDQUANT_BIN", "medquant")
 RESULTS = {}
 
 # medquant's default op list (docs/onnx.md): ORT's minus the ops with QDQ rules medquant lacks.
@@ -67,17 +68,6 @@ class Reader(CalibrationDataReader):
 
     def get_next(self):
         return next(self.it, None)
-
-
-def run_medquant(*args, check=True):
-    p = subprocess.run([BIN, "-q", *map(str, args)], capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"medquant {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}")
-    return p
-
-
-def session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def write_calib(model, feeds, folder):

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
-from runtime_peer import medquant, run_medquant, run_ort  # noqa: E402
+from medquant_cli import medquant, run_medquant, run_ort  # noqa: E402
 
 # ---------------------------------------------------------------- a BERT tower
 

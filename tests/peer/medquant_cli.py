@@ -1,5 +1,6 @@
-"""One ONNX model run by medquant's executor (the `medquant run` CLI, .npy in
-and out) and by ONNX Runtime, for the runtime peer tests."""
+"""The peer tests' way to call medquant's CLI (`medquant`; `run_medquant`: one
+ONNX model through `medquant run`, .npy in and out) and ONNX Runtime on the CPU
+(`session`, `run_ort`)."""
 
 import os
 import subprocess
@@ -31,9 +32,13 @@ def run_medquant(path, feeds, tmp, fuse=True, threads=2):
     return [np.load(out / f"{o.name}.npy") for o in m.graph.output]
 
 
+def session(path, options=None):
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def run_ort(path, feeds, optimize=True):
     """ONNX Runtime on the CPU, all graph optimisations on (or all off)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+    return session(path, so).run(None, feeds)
