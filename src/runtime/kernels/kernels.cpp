@@ -60,9 +60,9 @@ void run_tiles(Parallel* pool, size_t panels, size_t mblocks, Task& task) {
   }
 }
 
-// B (k x n, or n x k when transposed) into panels of nr columns, columns past
-// n zero. Row-major B copies whole panel rows (attention packs its K and V
-// operands on every call); transposed B walks each column once.
+}  // namespace
+
+// Row-major B copies whole panel rows; transposed B walks each column once.
 void pack_f32_panels(const float* b, size_t k, size_t n, size_t ldb, bool transposed, size_t nr, float* d) {
   const size_t panels = (n + nr - 1) / nr;
   for (size_t pi = 0; pi < panels; ++pi) {
@@ -83,7 +83,6 @@ void pack_f32_panels(const float* b, size_t k, size_t n, size_t ldb, bool transp
     }
   }
 }
-}  // namespace
 
 PackedF32 pack_f32(const Table& t, const float* b, size_t k, size_t n, size_t ldb, bool transposed) {
   PackedF32 p;

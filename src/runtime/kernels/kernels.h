@@ -106,6 +106,10 @@ struct PackedF32 {
   const float* panel(size_t p) const { return data.get() + p * k * nr; }
 };
 PackedF32 pack_f32(const Table& t, const float* b, size_t k, size_t n, size_t ldb, bool transposed = false);
+// The same layout into caller memory (ceil(n / nr) * k * nr floats): B (k x n,
+// or n x k when transposed) in panels of nr columns, columns past n zero. For
+// operands packed on every run (attention's V) without an allocation each time.
+void pack_f32_panels(const float* b, size_t k, size_t n, size_t ldb, bool transposed, size_t nr, float* d);
 
 // C[M x N] = A[M x K] x B (+ bias) (then activation); rows of A lda apart, of C ldc apart.
 void f32_gemm(const Table& t, size_t m, const float* a, size_t lda, const PackedF32& b, float* c,

@@ -68,14 +68,14 @@ class AttentionOp : public Op {
     pool.run(batch * heads, [&](size_t task) {
       const size_t b = task / heads, h = task % heads;
       thread_local std::vector<float> buffer;
-      buffer.resize(kpanels * nr * d + mb * lds + kMaxTile);
+      buffer.resize(kpanels * nr * d + vpanels * nr * tk + mb * lds + kMaxTile);
       float* kpack = buffer.data();
-      float* s = kpack + kpanels * nr * d;
+      float* vpack = kpack + kpanels * nr * d;
+      float* s = vpack + vpanels * nr * tk;
       float* tile = s + mb * lds;
       // K as the B operand [d x tk] is k[b, :, h, :] transposed; V [tk x dv] is v[b, :, h, :].
       kt.pack_f32_transposed(pk + (b * tk * heads + h) * d, tk, d, ldq, nr, kpack);
-      const auto vpacked = kernels::pack_f32(kt, pv + (b * tk * heads + h) * dv, tk, dv, ldv);
-      const float* vpack = vpacked.data.get();
+      kernels::pack_f32_panels(pv + (b * tk * heads + h) * dv, tk, dv, ldv, false, nr, vpack);
       const float* mrow = pm ? pm + (mask_per_batch ? b * tk : 0) : nullptr;
       const float* qh = pq + (b * t * heads + h) * d;
       float* oh = po + (b * t * heads + h) * dv;
